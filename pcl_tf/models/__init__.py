@@ -1,0 +1,14 @@
+"""Model families by name. Importing this package registers every family."""
+
+from pcl_tf.models import cnn6  # noqa: F401  (registers "cnn6")
+from pcl_tf.models.registry import (  # noqa: F401
+    AUX_LOGITS_PREFIX,
+    FEATURE_PREFIX,
+    LOGITS,
+    BranchSpec,
+    available,
+    build_network,
+    logits_model,
+    parse_branches,
+    tap_names,
+)
