@@ -58,8 +58,11 @@ class BranchSpec:
         return FEATURE_PREFIX + self.tap
 
 
-def parse_branches(specs: Sequence) -> Tuple[BranchSpec, ...]:
-    """Accepts ``"tap"``, ``"tap:units"``, ``(tap, units)`` or ``BranchSpec`` items."""
+def parse_branches(specs) -> Tuple[BranchSpec, ...]:
+    """Accepts a comma-separated string (as configs hold it, ``"layer3:512,layer4"``) or a
+    sequence of ``"tap"``, ``"tap:units"``, ``(tap, units)`` or ``BranchSpec`` items."""
+    if isinstance(specs, str):
+        specs = [s for s in (part.strip() for part in specs.split(",")) if s]
     parsed = []
     for spec in specs:
         if isinstance(spec, BranchSpec):

@@ -1,0 +1,225 @@
+"""PCLModel: a Keras model whose ``train_step`` optimises CE + the PC losses of its branches.
+
+Algorithm 1 of the paper: the network is first trained with cross-entropy alone for
+``warmup_epochs`` (the :class:`PCLSchedule` callback holds the PC terms at weight 0), then with
+``L = L_CE + sum_l L_PC^l`` (optionally plus a CE head per branch, Eq. 8). Network weights and
+centroids have separate optimizers: ``compile(optimizer=..., centroid_optimizer=...)``, because
+Algorithm 1 updates the centroids in their own step and the official code gives them their own
+SGD at learning rate 0.5.
+
+The same class trains the softmax baseline: with no branches there are no PC layers and the
+step is plain CE (a configuration, not a second trainer).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from pcl_tf import losses
+from pcl_tf.models import registry
+
+
+@keras.saving.register_keras_serializable(package="pcl_tf")
+class PCLModel(keras.Model):
+    """Wraps a network built by :func:`pcl_tf.models.build_network` with the PC layers.
+
+    ``call`` returns the logits (what Keras' ``predict`` and ``evaluate`` see); the PC layers are
+    used only in ``train_step``/``test_step``. ``inference_model()`` is the logits-only twin that
+    shares every weight: attacks and the export use it.
+    """
+
+    def __init__(
+        self,
+        network: keras.Model,
+        num_classes: int,
+        pc_mode: str = "paper",
+        pull_weight: float = 1.0,
+        push_weight: Optional[float] = None,
+        push_margin: Optional[float] = 10.0,
+        branch_ce_weight: float = 1.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.network = network
+        self.num_classes = int(num_classes)
+        outputs = network.output
+        self.feature_names = [n for n in outputs if n.startswith(registry.FEATURE_PREFIX)]
+        self.aux_logit_names = [n for n in outputs if n.startswith(registry.AUX_LOGITS_PREFIX)]
+        self.branch_ce_weight = float(branch_ce_weight)
+        pc_layers = []
+        for name in self.feature_names:
+            layer = losses.PrototypeConformityLoss(
+                num_classes,
+                mode=pc_mode,
+                pull_weight=pull_weight,
+                push_weight=push_weight,
+                push_margin=push_margin,
+                name="pcl_" + name[len(registry.FEATURE_PREFIX):],
+            )
+            layer.build(outputs[name].shape)
+            pc_layers.append(layer)
+        self.pc_layers = pc_layers
+        # Weight of the PC terms: 0 during the CE warm-up, 1 after (Algorithm 1). A variable, so
+        # the compiled step reads it at run time and checkpoints carry it.
+        self.pc_active = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="pc_active", dtype="float32"
+        )
+        self._trackers = {"loss": keras.metrics.Mean(name="loss"), "ce": keras.metrics.Mean(name="ce")}
+        for layer in self.pc_layers:
+            self._trackers[layer.name] = keras.metrics.Mean(name=layer.name)
+        self._accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.centroid_optimizer = None
+
+    # ----------------------------------------------------------------- Keras plumbing
+    def call(self, inputs, training=False):
+        return self.network(inputs, training=training)[registry.LOGITS]
+
+    def inference_model(self) -> keras.Model:
+        """Logits-only functional twin sharing every weight with this model."""
+        return registry.logits_model(self.network)
+
+    def checkpoint_items(self) -> Dict[str, object]:
+        """The trackables a ``tf.train.Checkpoint`` of this model must hold, by name.
+
+        Keras 3 keeps ``self.pc_layers`` in its own tracked list, which TensorFlow's checkpoint
+        graph does not follow; naming every part explicitly also keeps checkpoint keys stable.
+        """
+        items = {"network": self.network, "pc_active": self.pc_active}
+        items.update({layer.name: layer for layer in self.pc_layers})
+        if getattr(self, "optimizer", None) is not None:
+            items["optimizer"] = self.optimizer
+        if self.centroid_optimizer is not None:
+            items["centroid_optimizer"] = self.centroid_optimizer
+        return items
+
+    @property
+    def centroid_variables(self):
+        return [w for layer in self.pc_layers for w in layer.trainable_weights]
+
+    def compile(self, optimizer="adam", centroid_optimizer=None, jit_compile=False, **kwargs):
+        """Like ``keras.Model.compile`` plus the centroids' own optimizer.
+
+        ``jit_compile`` defaults to False: Keras' "auto" turns XLA on, which is slower on CPU.
+        Both optimizers are built here, on the variables each one owns, so that neither
+        creates slots for the other's variables (and so both are created inside whatever
+        distribution scope ``compile`` runs in).
+        """
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        self.optimizer.build(self.network.trainable_variables)
+        if self.pc_layers:
+            self.centroid_optimizer = keras.optimizers.get(centroid_optimizer or "sgd")
+            self.centroid_optimizer.build(self.centroid_variables)
+        self._centroid_scales = {}
+        for layer in self.pc_layers:
+            self._centroid_scales.update(layer.centroid_gradient_scales())
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values()) + [self._accuracy]
+
+    # ----------------------------------------------------------------- the objective
+    def compute_losses(self, x, y, training: bool) -> Dict[str, tf.Tensor]:
+        """Forward pass and every loss term, unscaled: ``loss`` (the total), ``ce``, one per PC layer.
+
+        The total is ``ce + sum(branch CE) + pc_active * sum(PC)``. Outputs are cast to float32
+        before the losses (mixed precision keeps logits and prototypes in float32).
+        """
+        outputs = self.network(x, training=training)
+        y = tf.cast(tf.reshape(y, [-1]), tf.int32)
+        ce = _mean_ce(y, outputs[registry.LOGITS])
+        terms = {"ce": ce}
+        total = ce
+        for name in self.aux_logit_names:
+            total += self.branch_ce_weight * self.pc_active * _mean_ce(y, outputs[name])
+        for name, layer in zip(self.feature_names, self.pc_layers):
+            term = layer(outputs[name], y)
+            terms[layer.name] = term
+            total += self.pc_active * term
+        terms["loss"] = total
+        terms["logits"] = outputs[registry.LOGITS]
+        return terms
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            terms = self.compute_losses(x, y, training=True)
+            # Each replica's loss is a mean over its own share of the global batch; the
+            # gradients are summed over replicas, so dividing by their number gives the
+            # gradient of the mean over the global batch.
+            scaled = terms["loss"] / replicas
+        network_vars = self.network.trainable_variables
+        centroid_vars = self.centroid_variables
+        grads = tape.gradient(scaled, network_vars + centroid_vars)
+        self.optimizer.apply(grads[: len(network_vars)], network_vars)
+        if centroid_vars:
+            centroid_grads = [
+                g * self._centroid_scales.get(v.path, 1.0)
+                for g, v in zip(grads[len(network_vars):], centroid_vars)
+            ]
+            self.centroid_optimizer.apply(centroid_grads, centroid_vars)
+        return self._update_metrics(terms, y)
+
+    def test_step(self, data):
+        x, y = data[0], data[1]
+        return self._update_metrics(self.compute_losses(x, y, training=False), y)
+
+    def _update_metrics(self, terms, y):
+        for name, tracker in self._trackers.items():
+            tracker.update_state(terms[name])
+        self._accuracy.update_state(y, terms["logits"])
+        return {m.name: m.result() for m in self.metrics}
+
+    # ----------------------------------------------------------------- inference helpers
+    def nearest_prototype_predictions(self, x) -> Dict[str, tf.Tensor]:
+        """Eq. 6 per PC layer: class ids of the nearest prototype to that layer's features."""
+        outputs = self.network(x, training=False)
+        return {
+            layer.name: layer.nearest_prototype(outputs[name])
+            for name, layer in zip(self.feature_names, self.pc_layers)
+        }
+
+
+def _mean_ce(labels, logits):
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=tf.cast(logits, tf.float32))
+    )
+
+
+class PCLSchedule(keras.callbacks.Callback):
+    """Switches the PC terms on after ``warmup_epochs`` of CE alone (Algorithm 1, T')."""
+
+    def __init__(self, warmup_epochs: int):
+        super().__init__()
+        self.warmup_epochs = int(warmup_epochs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.pc_active.assign(1.0 if epoch >= self.warmup_epochs else 0.0)
+
+
+def learning_rate_schedule(
+    base_lr: float, steps_per_epoch: int, decay_epochs: Sequence[int] = (), decay_factor: float = 0.1
+):
+    """Piecewise-constant learning rate: ``base_lr`` times ``decay_factor`` at each decay epoch.
+
+    Expressed in optimizer steps (``optimizer.iterations``), so the decay takes effect, survives a
+    resume, and can be checked by reading ``optimizer.learning_rate``.
+    """
+    if not decay_epochs:
+        return float(base_lr)
+    boundaries = [int(e) * int(steps_per_epoch) for e in sorted(decay_epochs)]
+    values = [float(base_lr) * decay_factor**i for i in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def make_optimizer(name: str, learning_rate, momentum: float = 0.9, weight_decay: float = 0.0):
+    """``sgd`` (with momentum) or ``adam``; weight decay is decoupled (Keras' ``weight_decay``)."""
+    wd = weight_decay or None
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=momentum, weight_decay=wd)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate, weight_decay=wd)
+    raise ValueError(f"unknown optimizer {name!r}; choose sgd or adam")
