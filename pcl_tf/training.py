@@ -210,7 +210,9 @@ def learning_rate_schedule(
     """
     if not decay_epochs:
         return float(base_lr)
-    boundaries = [int(e) * int(steps_per_epoch) for e in sorted(decay_epochs)]
+    # PiecewiseConstantDecay keeps values[i] while step <= boundaries[i]; the first step of
+    # epoch e is step e * steps_per_epoch (counting from 0), so the boundary is one before it.
+    boundaries = [int(e) * int(steps_per_epoch) - 1 for e in sorted(decay_epochs)]
     values = [float(base_lr) * decay_factor**i for i in range(len(boundaries) + 1)]
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 

@@ -1,0 +1,82 @@
+"""pcl-train: train a PCL (or softmax) model from a config file.
+
+    pcl-train --dataset=fmnist --workdir=runs/fmnist_pcl
+    pcl-train --config=configs/fmnist_cnn6.py:quick --workdir=runs/fmnist_pcl_quick
+    pcl-train --config=configs/fmnist_cnn6.py:quick,softmax --config.train.epochs=5 --workdir=...
+
+Without --config, the dataset's default config (configs/common.py: DEFAULT_CONFIGS) is used.
+Running the same command again resumes from the last checkpoint in the work dir.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pcl_tf.cli import common  # sets the TensorFlow log level first
+
+from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from pcl_tf import data, experiment  # noqa: E402
+
+PROG = "pcl-train"
+
+flags.DEFINE_string("dataset", None, "mnist, fashion_mnist (fmnist), cifar10, cifar100 or svhn.")
+config_flags.DEFINE_config_file(
+    "config", None, "configs/<dataset>_<model>.py[:variants]; default: the dataset's config."
+)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, config.json and metrics.json.")
+flags.DEFINE_string("data_dir", None, "TFDS data dir (overrides config.data_dir).")
+flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress: 1 bar, 2 a line per epoch.")
+FLAGS = flags.FLAGS
+
+
+def _with_default_config(argv):
+    """Inserts --config=<the dataset's default config> when only --dataset is given, so that
+    --config.field=value overrides work on the default config too."""
+    if any(a == "--config" or a.startswith("--config=") for a in argv):
+        return argv
+    dataset = None
+    for i, arg in enumerate(argv):
+        if arg.startswith("--dataset="):
+            dataset = arg.split("=", 1)[1]
+        elif arg == "--dataset" and i + 1 < len(argv):
+            dataset = argv[i + 1]
+    if dataset is None:
+        return argv
+    try:
+        path = experiment.default_config_path(dataset)
+    except data.DatasetError as e:
+        common.fail(PROG, e)
+    return argv[:1] + [f"--config={path}"] + argv[1:]
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]}; flags look like --workdir=DIR")
+    if FLAGS.config is None:
+        raise ValueError("give --dataset=NAME or --config=configs/FILE.py[:variants]")
+    if not FLAGS.workdir:
+        raise ValueError("give --workdir=DIR, where checkpoints and metrics are written")
+    config = FLAGS.config
+    if FLAGS.dataset:
+        config.dataset = data.info(FLAGS.dataset).name
+    if FLAGS.data_dir:
+        config.data_dir = FLAGS.data_dir
+    verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
+    metrics = experiment.train_and_evaluate(config, FLAGS.workdir, verbose=verbose)
+    test = metrics["test"]
+    print(f"test accuracy (softmax): {100 * test['softmax']:.2f} % on {test['num_examples']} images")
+    for key, value in sorted(test.items()):
+        if key.startswith("prototype_"):
+            print(f"test accuracy (nearest prototype, {key[len('prototype_'):]}): {100 * value:.2f} %")
+    print(f"work dir: {FLAGS.workdir}")
+
+
+def run():
+    sys.argv = _with_default_config(sys.argv)
+    common.run(main, PROG, errors=(ValueError, data.DatasetError))
+
+
+if __name__ == "__main__":
+    run()

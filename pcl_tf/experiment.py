@@ -1,0 +1,283 @@
+"""A training run from a config: build, train with resume, evaluate, write the work dir.
+
+A work dir holds everything a later command needs::
+
+    config.json       the resolved config (what `pcl-attack` and `pcl-export` rebuild from)
+    checkpoints/      tf.train checkpoints: network, centroids, both optimizers, epoch
+    metrics.json      training history and clean test accuracy (softmax and Eq. 6)
+    tensorboard/      every loss term per epoch
+
+Running the same command again resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Dict, Tuple
+
+import keras
+import ml_collections
+import tensorflow as tf
+
+from pcl_tf import data, evaluation, io_utils, models, training
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the field and a valid choice."""
+
+
+class WorkdirError(ValueError):
+    """A work dir that is missing, unreadable, or holds a different run."""
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Rejects impossible values before anything is built or written."""
+    try:
+        data.info(config.dataset)
+    except data.DatasetError as e:
+        raise ConfigError(str(e)) from None
+    if config.model not in models.available():
+        raise ConfigError(f"unknown model {config.model!r}; choose one of {', '.join(models.available())}")
+    if config.pcl.mode not in ("paper", "official"):
+        raise ConfigError(f"config.pcl.mode={config.pcl.mode!r}; choose paper or official")
+    if config.train.optimizer not in ("sgd", "adam"):
+        raise ConfigError(f"config.train.optimizer={config.train.optimizer!r}; choose sgd or adam")
+    positive = {
+        "train.batch_size": config.train.batch_size,
+        "train.epochs": config.train.epochs,
+        "train.lr": config.train.lr,
+        "eval.batch_size": config.eval.batch_size,
+        "pcl.centroid_lr": config.pcl.centroid_lr,
+        "train.checkpoint_every_epochs": config.train.checkpoint_every_epochs,
+    }
+    for field, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"config.{field}={value} must be > 0")
+    non_negative = {
+        "train.warmup_epochs": config.train.warmup_epochs,
+        "train.weight_decay": config.train.weight_decay,
+        "train.num_examples": config.train.num_examples,
+        "eval.num_examples": config.eval.num_examples,
+        "pcl.pull_weight": config.pcl.pull_weight,
+        "pcl.push_weight": config.pcl.push_weight,
+        "pcl.push_margin": config.pcl.push_margin,
+    }
+    for field, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"config.{field}={value} must be >= 0")
+    info = data.info(config.dataset)
+    try:
+        branches = models.parse_branches(config.pcl.branches)
+    except ValueError as e:
+        raise ConfigError(f"config.pcl.branches={config.pcl.branches!r}: {e}") from None
+    taps = models.tap_names(config.model, info.image_shape, info.num_classes)
+    for branch in branches:
+        if branch.tap not in taps:
+            raise ConfigError(
+                f"config.pcl.branches: model {config.model!r} has no tap {branch.tap!r}; "
+                f"its taps are {', '.join(taps)}"
+            )
+
+
+def build_model(config: ml_collections.ConfigDict) -> training.PCLModel:
+    """The (uncompiled) PCLModel a config describes."""
+    info = data.info(config.dataset)
+    network = models.build_network(
+        config.model,
+        input_shape=info.image_shape,
+        num_classes=info.num_classes,
+        branches=config.pcl.branches,
+        mean=info.mean,
+        std=info.std,
+        branch_ce=config.pcl.branch_ce,
+    )
+    return training.PCLModel(
+        network,
+        info.num_classes,
+        pc_mode=config.pcl.mode,
+        pull_weight=config.pcl.pull_weight,
+        push_weight=config.pcl.push_weight,
+        push_margin=config.pcl.push_margin or None,
+        branch_ce_weight=config.pcl.branch_ce_weight,
+    )
+
+
+def compile_model(model: training.PCLModel, config, steps_per_epoch: int) -> None:
+    schedule = training.learning_rate_schedule(
+        config.train.lr, steps_per_epoch, config.train.lr_decay_epochs, config.train.lr_decay_factor
+    )
+    model.compile(
+        optimizer=training.make_optimizer(
+            config.train.optimizer, schedule, config.train.momentum, config.train.weight_decay
+        ),
+        centroid_optimizer=keras.optimizers.get(
+            {"class_name": config.pcl.centroid_optimizer, "config": {"learning_rate": config.pcl.centroid_lr}}
+        ),
+        jit_compile=config.jit_compile,
+    )
+
+
+def _checkpoint(model: training.PCLModel, epoch: tf.Variable) -> tf.train.Checkpoint:
+    return tf.train.Checkpoint(epoch=epoch, **model.checkpoint_items())
+
+
+class _EpochCheckpoint(keras.callbacks.Callback):
+    """Saves a checkpoint (network, centroids, optimizers, finished-epoch count) every N epochs."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable, every: int, last: int):
+        super().__init__()
+        self.manager, self.epoch, self.every, self.last = manager, epoch, every, last
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.assign(epoch + 1)
+        if (epoch + 1) % self.every == 0 or epoch + 1 == self.last:
+            self.manager.save(checkpoint_number=epoch + 1)
+
+
+def check_workdir_matches(workdir: str, config) -> None:
+    """Refuses to resume a work dir that was made for another dataset or model."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    previous = io_utils.read_json(path)
+    for field in ("dataset", "model"):
+        if previous.get(field) != config[field]:
+            raise WorkdirError(
+                f"work dir {workdir} holds a {previous.get('dataset')}/{previous.get('model')} run, "
+                f"not {config.dataset}/{config.model}; choose another --workdir"
+            )
+    if previous.get("pcl", {}).get("branches") != config.pcl.branches:
+        raise WorkdirError(
+            f"work dir {workdir} was trained with pcl.branches={previous['pcl']['branches']!r}, "
+            f"not {config.pcl.branches!r}; choose another --workdir"
+        )
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, verbose="auto") -> Dict:
+    """Trains (resuming from ``workdir`` when it holds checkpoints), evaluates, writes metrics.
+
+    Returns the metrics dict also written to ``<workdir>/metrics.json``.
+    """
+    validate_config(config)
+    data_dir = config.data_dir or None
+    data.ensure_prepared(config.dataset, data_dir)  # fail fast, before anything is written
+    check_workdir_matches(workdir, config)
+    os.makedirs(workdir, exist_ok=True)
+    io_utils.write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
+
+    keras.utils.set_random_seed(config.seed)
+    info = data.info(config.dataset)
+    train_ds = data.load(
+        config.dataset,
+        "train",
+        batch_size=config.train.batch_size,
+        data_dir=data_dir,
+        shuffle=True,
+        augment=True,
+        seed=config.seed,
+        num_examples=config.train.num_examples or None,
+    )
+    test_ds = data.load(
+        config.dataset,
+        "test",
+        batch_size=config.eval.batch_size,
+        data_dir=data_dir,
+        num_examples=config.eval.num_examples or None,
+    )
+    steps_per_epoch = int(train_ds.cardinality())
+    if steps_per_epoch <= 0:
+        raise ConfigError("the training set is empty or of unknown size; check config.train.num_examples")
+
+    model = build_model(config)
+    compile_model(model, config, steps_per_epoch)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    manager = tf.train.CheckpointManager(
+        _checkpoint(model, epoch), os.path.join(workdir, CHECKPOINT_DIR), max_to_keep=3
+    )
+    if manager.latest_checkpoint:
+        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    initial_epoch = int(epoch.numpy())
+
+    start = time.time()
+    history = {}
+    if initial_epoch < config.train.epochs:
+        callbacks = [
+            training.PCLSchedule(config.train.warmup_epochs),
+            _EpochCheckpoint(manager, epoch, config.train.checkpoint_every_epochs, config.train.epochs),
+            keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False),
+        ]
+        fit = model.fit(
+            train_ds,
+            epochs=config.train.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+    train_seconds = time.time() - start
+
+    test = evaluation.clean_accuracy(model, test_ds)
+    previous = _previous_metrics(workdir)
+    metrics = {
+        "dataset": info.name,
+        "model": config.model,
+        "pcl_branches": config.pcl.branches,
+        "pcl_mode": config.pcl.mode if config.pcl.branches else None,
+        "epochs": config.train.epochs,
+        "warmup_epochs": config.train.warmup_epochs,
+        "resumed_from_epoch": initial_epoch,
+        "steps_per_epoch": steps_per_epoch,
+        "train_seconds": round(train_seconds + previous.get("train_seconds", 0.0), 1),
+        "train_examples_per_second": (
+            round((config.train.epochs - initial_epoch) * steps_per_epoch * config.train.batch_size / train_seconds, 1)
+            if history
+            else previous.get("train_examples_per_second")
+        ),
+        "history": _merge_history(previous.get("history", {}), history),
+        "test": test,
+    }
+    io_utils.write_json_atomic(os.path.join(workdir, METRICS_FILE), metrics)
+    return metrics
+
+
+def _previous_metrics(workdir: str) -> Dict:
+    path = os.path.join(workdir, METRICS_FILE)
+    return io_utils.read_json(path) if os.path.exists(path) else {}
+
+
+def _merge_history(previous: Dict, new: Dict) -> Dict:
+    merged = {k: list(v) for k, v in previous.items()}
+    for key, values in new.items():
+        merged.setdefault(key, []).extend(values)
+    return merged
+
+
+def load_trained(workdir: str) -> Tuple[training.PCLModel, ml_collections.ConfigDict]:
+    """Rebuilds the model of a work dir from its config.json and restores its last checkpoint."""
+    config_path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isdir(workdir):
+        raise WorkdirError(f"work dir {workdir} does not exist; train one with pcl-train --workdir={workdir}")
+    if not os.path.exists(config_path):
+        raise WorkdirError(f"{workdir} has no {CONFIG_FILE}; is it a pcl-train work dir?")
+    config = ml_collections.ConfigDict(io_utils.read_json(config_path))
+    latest = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
+    if latest is None:
+        raise WorkdirError(f"{workdir} has no checkpoint yet; run pcl-train --workdir={workdir} first")
+    model = build_model(config)
+    status = tf.train.Checkpoint(**model.checkpoint_items()).restore(latest)
+    status.expect_partial().assert_existing_objects_matched()
+    return model, config
+
+
+def default_config_path(dataset: str) -> str:
+    """The config file `pcl-train --dataset=NAME` uses: configs/<DEFAULT_CONFIGS[name]>.py."""
+    from pcl_tf.configs import common
+
+    name = data.info(dataset).name
+    return os.path.join(os.path.dirname(common.__file__), common.DEFAULT_CONFIGS[name] + ".py")
+

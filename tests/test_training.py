@@ -1,0 +1,145 @@
+"""PCLModel.train_step: one step worked out by hand in NumPy; warm-up; schedules; checkpoints."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pcl_tf import training
+
+CLASSES = 3
+
+
+def tiny_network(seed=0):
+    """x (2) -> features f = x W (3, the PCL tap) -> logits z = f V (3); no biases, so the
+    gradients below are short enough to write by hand."""
+    keras.utils.set_random_seed(seed)
+    x = keras.Input((2,))
+    f = keras.layers.Dense(3, use_bias=False, name="f")(x)
+    z = keras.layers.Dense(CLASSES, use_bias=False, name="z")(f)
+    return keras.Model(x, {"logits": z, "feat_f": f})
+
+
+def hand_step(x, y, W, V, C, lr, centroid_lr):
+    """Weights after one SGD step on CE + Eq. 5 (push margin off), derived by hand."""
+    B, k = len(x), CLASSES
+    f = x @ W
+    z = f @ V
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    dz = (p - np.eye(k)[y]) / B
+    dV = f.T @ dz
+    df = dz @ V.T
+    dC = np.zeros_like(C)
+    unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+    for i in range(B):
+        yi = y[i]
+        df[i] += unit(f[i] - C[yi]) / B  # pull
+        dC[yi] -= unit(f[i] - C[yi]) / B
+        for j in range(k):
+            if j == yi:
+                continue
+            df[i] -= unit(f[i] - C[j]) / (k - 1) / B  # push from the other centroids
+            dC[j] += unit(f[i] - C[j]) / (k - 1) / B
+            dC[yi] -= unit(C[yi] - C[j]) / (k - 1) / B  # centroids apart
+            dC[j] += unit(C[yi] - C[j]) / (k - 1) / B
+    dW = x.T @ df
+    return W - lr * dW, V - lr * dV, C - centroid_lr * dC
+
+
+def compiled(network, lr=0.1, centroid_lr=0.5, **kwargs):
+    model = training.PCLModel(network, CLASSES, push_margin=None, **kwargs)
+    model.compile(optimizer=keras.optimizers.SGD(lr), centroid_optimizer=keras.optimizers.SGD(centroid_lr))
+    return model
+
+
+def test_one_training_step_matches_hand_computation():
+    model = compiled(tiny_network())
+    model.pc_active.assign(1.0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 2)).astype(np.float32)
+    y = rng.integers(0, CLASSES, 8).astype(np.int32)
+    W = model.network.get_layer("f").kernel.numpy().astype(np.float64)
+    V = model.network.get_layer("z").kernel.numpy().astype(np.float64)
+    C = model.pc_layers[0].centroids.numpy().astype(np.float64)
+    want_W, want_V, want_C = hand_step(x.astype(np.float64), y, W, V, C, 0.1, 0.5)
+
+    model.train_on_batch(x, y)
+
+    np.testing.assert_allclose(model.network.get_layer("f").kernel.numpy(), want_W, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(model.network.get_layer("z").kernel.numpy(), want_V, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(model.pc_layers[0].centroids.numpy(), want_C, rtol=1e-4, atol=1e-6)
+
+
+def test_warmup_step_is_plain_cross_entropy_and_leaves_centroids_alone():
+    model = compiled(tiny_network())
+    assert float(model.pc_active) == 0.0  # Algorithm 1 starts with CE alone
+    centroids = model.pc_layers[0].centroids.numpy()
+    x = np.random.default_rng(1).normal(size=(8, 2)).astype(np.float32)
+    y = np.arange(8) % CLASSES
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["loss"] == pytest.approx(logs["ce"], rel=1e-6)
+    np.testing.assert_array_equal(model.pc_layers[0].centroids.numpy(), centroids)
+
+
+def test_pcl_schedule_switches_the_pc_terms_on_after_warmup():
+    model = compiled(tiny_network())
+    x = np.random.default_rng(2).normal(size=(16, 2)).astype(np.float32)
+    y = np.arange(16) % CLASSES
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(float(model.pc_active)))
+    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[training.PCLSchedule(1), record])
+    assert seen == [0.0, 1.0, 1.0]
+    assert history.history["loss"][0] == pytest.approx(history.history["ce"][0], rel=1e-6)
+    assert history.history["loss"][2] != pytest.approx(history.history["ce"][2], rel=1e-3)
+    assert set(history.history) >= {"loss", "ce", "pcl_f", "accuracy"}
+
+
+def test_learning_rate_decay_really_applies():
+    schedule = training.learning_rate_schedule(0.1, steps_per_epoch=2, decay_epochs=(1, 2), decay_factor=0.1)
+    optimizer = keras.optimizers.SGD(schedule)
+    model = training.PCLModel(tiny_network(), CLASSES)
+    model.compile(optimizer=optimizer)
+    x = np.zeros((4, 2), np.float32)
+    y = np.zeros(4, np.int32)
+    rates = []
+    for _ in range(3):
+        rates.append(float(keras.ops.convert_to_tensor(optimizer.learning_rate)))
+        model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    assert rates == pytest.approx([0.1, 0.01, 0.001])
+
+
+def test_softmax_model_has_no_pc_layers_and_trains():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((2,))
+    network = keras.Model(x, {"logits": keras.layers.Dense(CLASSES)(x)})
+    model = training.PCLModel(network, CLASSES)
+    model.compile(optimizer="sgd")
+    assert model.pc_layers == [] and model.centroid_optimizer is None
+    logs = model.train_on_batch(np.ones((4, 2), np.float32), np.zeros(4, np.int32), return_dict=True)
+    assert set(logs) == {"loss", "ce", "accuracy"}
+
+
+def test_checkpoint_restores_network_centroids_and_optimizers(tmp_path):
+    model = compiled(tiny_network(seed=0))
+    model.pc_active.assign(1.0)
+    x = np.random.default_rng(3).normal(size=(8, 2)).astype(np.float32)
+    y = np.arange(8) % CLASSES
+    model.train_on_batch(x, y)
+    path = tf.train.Checkpoint(**model.checkpoint_items()).save(str(tmp_path / "ckpt"))
+
+    other = compiled(tiny_network(seed=1))
+    tf.train.Checkpoint(**other.checkpoint_items()).restore(path).assert_consumed()
+    for a, b in zip(model.weights, other.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert int(other.optimizer.iterations) == 1 and int(other.centroid_optimizer.iterations) == 1
+    assert float(other.pc_active) == 1.0
+
+
+def test_inference_model_shares_weights_and_returns_logits():
+    model = compiled(tiny_network())
+    twin = model.inference_model()
+    x = np.ones((2, 2), np.float32)
+    np.testing.assert_allclose(twin(x).numpy(), model(x).numpy())
+    model.network.get_layer("z").kernel.assign(model.network.get_layer("z").kernel * 2)
+    np.testing.assert_allclose(twin(x).numpy(), model(x).numpy())
