@@ -21,6 +21,8 @@ setuptools.setup(
         # Keras 3 on the TensorFlow backend; 2.16 is the first TF release that ships Keras 3.
         "tensorflow>=2.16,<2.22",
         "keras>=3.0,<3.16",
+        # TensorFlow 2.21 no longer pulls TensorBoard in; the per-term loss curves need it.
+        "tensorboard",
         "tensorflow-datasets>=4.9,<5",
         # TFDS imports importlib_resources when it prepares a dataset but does not declare it.
         "importlib_resources",

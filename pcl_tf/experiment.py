@@ -217,6 +217,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, verbose=
             initial_epoch=initial_epoch,
             callbacks=callbacks,
             verbose=verbose,
+            shuffle=False,  # data.load already shuffles (seeded, every epoch)
         )
         history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     train_seconds = time.time() - start

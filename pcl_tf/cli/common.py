@@ -12,7 +12,7 @@ from typing import Callable, Sequence, Tuple, Type
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 USAGE_ERRORS: Tuple[Type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError)
 
@@ -44,6 +44,9 @@ def run(main: Callable, prog: str, errors: Tuple[Type[BaseException], ...]) -> N
     """``absl.app.run(main)`` where the library's usage errors become one line and exit 2."""
 
     def guarded(argv):
+        if not flags.FLAGS["verbosity"].present:
+            # TFDS logs every dataset it opens at INFO; keep the console for progress and results.
+            logging.set_verbosity(logging.WARNING)
         try:
             return main(argv)
         except errors as e:

@@ -1,0 +1,137 @@
+"""pcl-attack: evaluate trained models with the paper's attacks, white-box or black-box.
+
+    pcl-attack --workdir=runs/fmnist_pcl --method=all
+    pcl-attack --workdir=runs/fmnist_pcl --method=cw --c=0.1
+    pcl-attack --workdir=runs/softmax,runs/pcl --method=fgsm,pgd --eps=0.1,0.3
+    pcl-attack --workdir=runs/pcl --source_workdir=runs/vgg19 --method=pgd   (black-box)
+
+Defaults are the paper's for the model's dataset (ε, steps, step size, C&W's c). Prints a
+Markdown table and writes it, with the JSON report, next to each model (or to --output).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pcl_tf.cli import common  # sets the TensorFlow log level first
+
+from absl import flags  # noqa: E402
+
+from pcl_tf import attacks, data, evaluation, experiment, report  # noqa: E402
+
+PROG = "pcl-attack"
+
+flags.DEFINE_list("workdir", None, "Work dir(s) of trained models to evaluate (comma-separated).")
+flags.DEFINE_list("method", ["fgsm", "pgd"], f"Attacks: {', '.join(attacks.METHODS)}, or all.")
+flags.DEFINE_list("eps", None, "L-inf budget(s) in [0, 1] pixel units; default: the paper's for the dataset.")
+flags.DEFINE_integer("steps", None, "Iterations of BIM/MIM/PGD (default 10) or C&W (default 1000).")
+flags.DEFINE_float("step_size", None, "Step of BIM/MIM/PGD; default eps/10.")
+flags.DEFINE_float("c", None, "C&W initial constant; default 10 for (F-)MNIST, 0.1 for CIFAR/SVHN.")
+flags.DEFINE_integer("num_examples", 1000, "Test images to attack (the first N of the test split); 0 = all.")
+flags.DEFINE_integer("batch_size", 250, "Images per attack batch.")
+flags.DEFINE_integer("seed", 0, "Seed of PGD's random start.")
+flags.DEFINE_string("source_workdir", None, "Craft on this model, score on --workdir (black-box).")
+flags.DEFINE_string("output", None, "Report path without extension; default <workdir>/reports/<name>.")
+flags.DEFINE_string("data_dir", None, "TFDS data dir; default: the one the model was trained with.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+FLAGS = flags.FLAGS
+
+
+def _methods():
+    methods = [m.strip().lower() for m in FLAGS.method]
+    if methods == ["all"]:
+        return list(attacks.METHODS)
+    for m in methods:
+        if m not in attacks.METHODS:
+            raise ValueError(f"unknown attack {m!r} in --method; choose from {', '.join(attacks.METHODS)} or all")
+    return methods
+
+
+def _eps_values(dataset):
+    if not FLAGS.eps:
+        return [attacks.paper_eps(dataset)]
+    values = []
+    for text in FLAGS.eps:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"--eps={text!r} is not a number; give values in [0, 1] like --eps=0.1,0.3") from None
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"--eps={value:g} is outside [0, 1]; ε is in [0, 1] pixel units, e.g. 0.3 for F-MNIST")
+        values.append(value)
+    return values
+
+
+def _check_flags():
+    if not FLAGS.workdir:
+        raise ValueError("give --workdir=DIR (a pcl-train work dir), or several separated by commas")
+    if FLAGS.steps is not None and FLAGS.steps <= 0:
+        raise ValueError(f"--steps={FLAGS.steps} must be > 0")
+    if FLAGS.step_size is not None and FLAGS.step_size <= 0:
+        raise ValueError(f"--step_size={FLAGS.step_size} must be > 0")
+    if FLAGS.c is not None and FLAGS.c <= 0:
+        raise ValueError(f"--c={FLAGS.c} must be > 0 (the C&W initial constant)")
+    if FLAGS.num_examples < 0 or FLAGS.batch_size <= 0:
+        raise ValueError("--num_examples must be >= 0 and --batch_size > 0")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]}; flags look like --method=pgd")
+    _check_flags()
+    methods = _methods()
+    source = None
+    if FLAGS.source_workdir:
+        source_model, source_config = experiment.load_trained(FLAGS.source_workdir)
+        source = source_model.inference_model()
+    all_reports = []
+    for workdir in FLAGS.workdir:
+        model, config = experiment.load_trained(workdir)
+        if FLAGS.source_workdir and source_config.dataset != config.dataset:
+            raise ValueError(
+                f"--source_workdir is a {source_config.dataset} model but {workdir} is {config.dataset}; "
+                "pair models of the same dataset"
+            )
+        target = model.inference_model()
+        dataset = data.load(
+            config.dataset, "test", batch_size=FLAGS.batch_size,
+            data_dir=FLAGS.data_dir or config.data_dir or None, num_examples=FLAGS.num_examples or None,
+        )
+        for eps in _eps_values(config.dataset):
+            params = {
+                m: attacks.default_params(m, config.dataset, eps=eps, steps=FLAGS.steps,
+                                          step_size=FLAGS.step_size, c=FLAGS.c)
+                for m in methods
+            }
+            fns = {m: attacks.make_attack(m, params[m], seed=FLAGS.seed) for m in methods}
+            print(f"{workdir}: {', '.join(methods)} at eps={eps:g}", flush=True)
+            results = evaluation.attack_dataset(
+                target, dataset, fns, source=source, progress=FLAGS.progress,
+                num_examples=FLAGS.num_examples or None,
+            )
+            summary = evaluation.summarize(results, methods)
+            all_reports.append(report.make_report(
+                workdir=workdir, config=config,
+                threat_model="black-box" if source is not None else "white-box",
+                source=FLAGS.source_workdir, eps=eps, methods=methods, params=params,
+                summary=summary, seed=FLAGS.seed,
+            ))
+        stem = FLAGS.output or os.path.join(
+            workdir, "reports", ("blackbox_" if source is not None else "whitebox_") + "_".join(methods)
+        )
+        if not FLAGS.output:
+            report.write(stem, [r for r in all_reports if r["model"]["workdir"] == workdir])
+    if FLAGS.output:
+        report.write(FLAGS.output, all_reports)
+    print()
+    print("Robust accuracy (%), clean and under attack; worst case = survived every attack run:")
+    print(report.markdown_table(all_reports))
+
+
+def run():
+    common.run(main, PROG, errors=(ValueError, data.DatasetError))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,103 @@
+"""End to end: every config, shrunk to its `smoke` variant, through the real TFDS code path on
+``tfds.testing.mock_data`` (random images of each dataset's real shape and classes); resume;
+loading a trained work dir; config validation."""
+
+import glob
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from pcl_tf import experiment
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
+CONFIG_FILES = sorted(
+    p for p in glob.glob(os.path.join(CONFIG_DIR, "*.py")) if not os.path.basename(p).startswith(("common", "_"))
+)
+
+
+def load_config(path, variants="smoke"):
+    spec = importlib.util.spec_from_file_location("cfg", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variants)
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=[os.path.basename(p)[:-3] for p in CONFIG_FILES])
+def test_every_config_trains_end_to_end_on_mock_data(path, tmp_path):
+    config = load_config(path)
+    config.train.num_examples = 64
+    config.eval.num_examples = 32
+    workdir = str(tmp_path / "run")
+    with tfds.testing.mock_data(num_examples=96):
+        metrics = experiment.train_and_evaluate(config, workdir, verbose=0)
+    assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "metrics.json", "tensorboard"]
+    assert metrics["test"]["num_examples"] == 32
+    assert 0.0 <= metrics["test"]["softmax"] <= 1.0
+    history = metrics["history"]
+    assert len(history["loss"]) == config.train.epochs
+    assert all(np.isfinite(v) for values in history.values() for v in values)
+    branches = [b for b in config.pcl.branches.split(",") if b]
+    expected_terms = {"pcl_" + b.split(":")[0] for b in branches}
+    assert expected_terms <= set(history)  # every PC term is logged on its own
+    assert {k[len("prototype_"):] for k in metrics["test"] if k.startswith("prototype_")} == expected_terms
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        assert json.load(f)["test"] == metrics["test"]
+
+
+def test_rerun_resumes_instead_of_retraining_and_load_trained_restores(tmp_path):
+    config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"))
+    workdir = str(tmp_path / "run")
+    with tfds.testing.mock_data(num_examples=96):
+        config.train.epochs = 1
+        first = experiment.train_and_evaluate(config, workdir, verbose=0)
+        config.train.epochs = 2  # asking for one more epoch trains exactly one more
+        second = experiment.train_and_evaluate(config, workdir, verbose=0)
+        third = experiment.train_and_evaluate(config, workdir, verbose=0)  # nothing left to do
+        model, loaded_config = experiment.load_trained(workdir)
+        x = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
+        assert model.inference_model()(x).shape == (3, 10)
+    assert first["resumed_from_epoch"] == 0 and len(first["history"]["loss"]) == 1
+    assert second["resumed_from_epoch"] == 1 and len(second["history"]["loss"]) == 2
+    assert third["resumed_from_epoch"] == 2 and third["test"] == second["test"]
+    assert loaded_config.train.epochs == 2
+    assert float(model.pc_active) == 1.0  # warm-up (1 epoch) is over, carried by the checkpoint
+
+
+def test_workdir_of_another_dataset_is_refused(tmp_path):
+    workdir = str(tmp_path / "run")
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump({"dataset": "cifar10", "model": "resnet20", "pcl": {"branches": ""}}, f)
+    config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"))
+    with tfds.testing.mock_data(num_examples=8):
+        with pytest.raises(experiment.WorkdirError, match="cifar10/resnet20"):
+            experiment.train_and_evaluate(config, workdir, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("model", "resnet9000", "unknown model"),
+        ("dataset", "imagenet", "unknown dataset"),
+        ("pcl.branches", "fc4096", "no tap 'fc4096'"),
+        ("pcl.mode", "cosine", "paper or official"),
+        ("train.epochs", 0, "must be > 0"),
+        ("train.lr", -1.0, "must be > 0"),
+        ("pcl.push_weight", -0.5, "must be >= 0"),
+    ],
+)
+def test_bad_config_values_are_named(field, value, message):
+    config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"))
+    section, _, name = field.rpartition(".")
+    (config[section] if section else config)[name] = value
+    with pytest.raises(ValueError, match=message):
+        experiment.validate_config(config)
+
+
+def test_load_trained_explains_a_missing_workdir(tmp_path):
+    with pytest.raises(experiment.WorkdirError, match="does not exist"):
+        experiment.load_trained(str(tmp_path / "nope"))
