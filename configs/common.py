@@ -48,6 +48,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.pcl.push_margin = 10.0  # keeps Eq. 5 bounded below (see pcl_tf/losses.py); 0 = unbounded
     c.pcl.branch_ce = False  # Eq. 8: a CE head on each branch
     c.pcl.branch_ce_weight = 1.0
+    # Where the prototypes start when the PC terms switch on after the warm-up: the class means
+    # of the features then (pcl_tf's default: the joint stage does not undo the warm-up), or
+    # "normal", N(0, 1) as the official code does. The paper does not say.
+    c.pcl.centroid_init = "class_means"
     c.pcl.centroid_optimizer = "sgd"
     c.pcl.centroid_lr = 0.5  # the official code's centre learning rate
 
@@ -88,6 +92,7 @@ def _official(c):
     c.pcl.pull_weight = 1.0
     c.pcl.push_weight = 1e-4
     c.pcl.push_margin = 0.0
+    c.pcl.centroid_init = "normal"
 
 
 def _smoke(c):

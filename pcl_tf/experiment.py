@@ -45,6 +45,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"unknown model {config.model!r}; choose one of {', '.join(models.available())}")
     if config.pcl.mode not in ("paper", "official"):
         raise ConfigError(f"config.pcl.mode={config.pcl.mode!r}; choose paper or official")
+    if config.pcl.centroid_init not in ("class_means", "normal"):
+        raise ConfigError(f"config.pcl.centroid_init={config.pcl.centroid_init!r}; choose class_means or normal")
     if config.train.optimizer not in ("sgd", "adam"):
         raise ConfigError(f"config.train.optimizer={config.train.optimizer!r}; choose sgd or adam")
     positive = {
@@ -207,7 +209,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, verbose=
     history = {}
     if initial_epoch < config.train.epochs:
         callbacks = [
-            training.PCLSchedule(config.train.warmup_epochs),
+            training.PCLSchedule(
+                config.train.warmup_epochs,
+                init_dataset=train_ds if config.pcl.centroid_init == "class_means" else None,
+            ),
             _EpochCheckpoint(manager, epoch, config.train.checkpoint_every_epochs, config.train.epochs),
             keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False),
         ]

@@ -143,3 +143,23 @@ def test_inference_model_shares_weights_and_returns_logits():
     np.testing.assert_allclose(twin(x).numpy(), model(x).numpy())
     model.network.get_layer("z").kernel.assign(model.network.get_layer("z").kernel * 2)
     np.testing.assert_allclose(twin(x).numpy(), model(x).numpy())
+
+
+def test_centroids_start_at_the_class_means_when_pcl_switches_on():
+    model = compiled(tiny_network())
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(12, 2)).astype(np.float32)
+    y = np.array([0, 1] * 6, np.int32)  # class 2 absent: its centroid must stay where it was
+    untouched = model.pc_layers[0].centroids.numpy()[2].copy()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    schedule = training.PCLSchedule(warmup_epochs=1, init_dataset=dataset, init_batches=2)
+    schedule.set_model(model)
+    features = x @ model.network.get_layer("f").kernel.numpy()
+    schedule.on_epoch_begin(0)  # still warming up: nothing moves
+    assert not np.allclose(model.pc_layers[0].centroids.numpy()[0], features[:8][y[:8] == 0].mean(0))
+    schedule.on_epoch_begin(1)
+    centroids = model.pc_layers[0].centroids.numpy()
+    np.testing.assert_allclose(centroids[0], features[:8][y[:8] == 0].mean(0), rtol=1e-5)  # 2 batches of 4
+    np.testing.assert_allclose(centroids[1], features[:8][y[:8] == 1].mean(0), rtol=1e-5)
+    np.testing.assert_array_equal(centroids[2], untouched)
+    assert float(model.pc_active) == 1.0
