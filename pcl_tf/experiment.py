@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import keras
 import ml_collections
 import tensorflow as tf
 
-from pcl_tf import data, evaluation, io_utils, models, training
+from pcl_tf import adversarial, data, evaluation, io_utils, models, training
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -47,6 +47,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.pcl.mode={config.pcl.mode!r}; choose paper or official")
     if config.pcl.centroid_init not in ("class_means", "normal"):
         raise ConfigError(f"config.pcl.centroid_init={config.pcl.centroid_init!r}; choose class_means or normal")
+    if config.adv.method not in adversarial.METHODS:
+        raise ConfigError(f"config.adv.method={config.adv.method!r}; choose one of {', '.join(adversarial.METHODS)}")
+    if config.adv.loss not in ("ce", "joint"):
+        raise ConfigError(f"config.adv.loss={config.adv.loss!r}; choose ce or joint")
+    if config.adv.method != "none":
+        try:
+            make_adversary(config)
+        except ValueError as e:
+            raise ConfigError(f"config.adv: {e}") from None
     if config.train.optimizer not in ("sgd", "adam"):
         raise ConfigError(f"config.train.optimizer={config.train.optimizer!r}; choose sgd or adam")
     positive = {
@@ -106,6 +115,23 @@ def build_model(config: ml_collections.ConfigDict) -> training.PCLModel:
         push_weight=config.pcl.push_weight,
         push_margin=config.pcl.push_margin or None,
         branch_ce_weight=config.pcl.branch_ce_weight,
+        adversary=make_adversary(config),
+        attack_loss=config.adv.loss,
+    )
+
+
+def make_adversary(config) -> Optional[adversarial.AdversarialAugmentation]:
+    """The per-batch adversarial augmentation a config asks for, or None."""
+    if config.adv.method == "none":
+        return None
+    return adversarial.AdversarialAugmentation(
+        method=config.adv.method,
+        eps_min=config.adv.eps_min,
+        eps_max=config.adv.eps_max,
+        steps=config.adv.steps,
+        step_size_ratio=config.adv.step_size_ratio,
+        random_start=config.adv.random_start,
+        include_clean=config.adv.include_clean,
     )
 
 

@@ -18,7 +18,7 @@ from typing import Dict, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from pcl_tf import losses
+from pcl_tf import adversarial, losses
 from pcl_tf.models import registry
 
 
@@ -40,9 +40,15 @@ class PCLModel(keras.Model):
         push_weight: Optional[float] = None,
         push_margin: Optional[float] = 10.0,
         branch_ce_weight: float = 1.0,
+        adversary: Optional[adversarial.AdversarialAugmentation] = None,
+        attack_loss: str = "ce",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if attack_loss not in ("ce", "joint"):
+            raise ValueError(f"attack_loss={attack_loss!r}; choose ce or joint")
+        self.adversary = adversary
+        self.attack_loss = attack_loss
         self.network = network
         self.num_classes = int(num_classes)
         outputs = network.output
@@ -142,8 +148,24 @@ class PCLModel(keras.Model):
         terms["logits"] = outputs[registry.LOGITS]
         return terms
 
+    def augment(self, x, y):
+        """The batch a training step updates on: ``(x, y)`` itself, or with the adversarial
+        copies of :attr:`adversary` made against the current model in inference mode."""
+        y = tf.cast(tf.reshape(y, [-1]), tf.int32)
+        if self.adversary is None:
+            return x, y
+        return self.adversary(self._loss_to_attack, x, y)
+
+    def _loss_to_attack(self, x, y):
+        """What adversarial training maximises: CE of the logits, or the whole objective
+        (``attack_loss="joint"``: Algorithm 1's gradient of L w.r.t. x). Inference mode, so
+        the attack's passes leave BatchNorm statistics untouched."""
+        if self.attack_loss == "joint":
+            return self.compute_losses(x, y, training=False)["loss"]
+        return _mean_ce(y, self.network(x, training=False)[registry.LOGITS])
+
     def train_step(self, data):
-        x, y = data[0], data[1]
+        x, y = self.augment(data[0], data[1])
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             terms = self.compute_losses(x, y, training=True)

@@ -1,0 +1,103 @@
+"""Adversarial examples made inside the training graph (paper Sec. 5.1, Algorithm 1).
+
+Pure TensorFlow, traceable inside ``train_step`` (and per replica under ``tf.distribute``):
+
+* :func:`fgsm` — one signed-gradient step of size ε (Goodfellow et al., 2015).
+* :func:`pgd`  — L∞ PGD (Madry et al., 2018): a uniform random start in the ε-ball, ``steps``
+  signed-gradient steps, each followed by projection onto the ε-ball around the clean image and
+  onto [0, 1]. The same iteration as CleverHans' ``projected_gradient_descent`` (a test checks
+  they agree on the same inputs and random start); written here so that ε can be a tensor drawn
+  per batch inside the compiled step, which CleverHans' Python-side checks do not allow.
+
+:class:`AdversarialAugmentation` draws ε per batch (uniformly from ``[eps_min, eps_max]``, or
+fixed when they are equal, Madry-style), makes the adversarial copies against the *current*
+model in inference mode (BatchNorm statistics untouched), and returns the batch the update is
+computed on: clean and adversarial halves (batch doubled, labels duplicated), or the adversarial
+images alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional
+
+import tensorflow as tf
+
+LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (x, y) -> scalar loss to maximise
+
+METHODS = ("none", "fgsm", "pgd")
+
+
+def _signed_gradient(loss_fn: LossFn, x, y):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = loss_fn(x, y)
+    return tf.sign(tf.stop_gradient(tape.gradient(loss, x)))
+
+
+def fgsm(loss_fn: LossFn, x, y, eps) -> tf.Tensor:
+    """``clip(x + eps * sign(grad_x loss), 0, 1)``; ``eps`` may be a tensor."""
+    x = tf.convert_to_tensor(x)
+    eps = tf.cast(eps, x.dtype)
+    return tf.clip_by_value(x + eps * _signed_gradient(loss_fn, x, y), 0.0, 1.0)
+
+
+def pgd(loss_fn: LossFn, x, y, eps, steps: int, step_size, random_start: bool = True, seed: Optional[int] = None):
+    """L∞ PGD from a uniform random start; every iterate stays in the ε-ball and in [0, 1]."""
+    x = tf.convert_to_tensor(x)
+    eps = tf.cast(eps, x.dtype)
+    step_size = tf.cast(step_size, x.dtype)
+    if random_start:
+        x_adv = x + tf.random.uniform(tf.shape(x), -eps, eps, dtype=x.dtype, seed=seed)
+    else:
+        x_adv = x
+    x_adv = tf.clip_by_value(x_adv, 0.0, 1.0)
+    for _ in range(int(steps)):  # unrolled: `steps` is a config constant
+        x_adv = x_adv + step_size * _signed_gradient(loss_fn, x_adv, y)
+        x_adv = tf.clip_by_value(x + tf.clip_by_value(x_adv - x, -eps, eps), 0.0, 1.0)
+    return tf.stop_gradient(x_adv)
+
+
+@dataclasses.dataclass(frozen=True)
+class AdversarialAugmentation:
+    """How each training batch is augmented: ``method`` fgsm or pgd, ε ~ U[eps_min, eps_max].
+
+    ``step_size_ratio`` sets PGD's step as a fraction of the batch's ε (0.25 with 10 steps is
+    Madry et al.'s 2.5·ε/steps); ``include_clean=False`` trains on the adversarial images alone.
+    """
+
+    method: str
+    eps_min: float
+    eps_max: float
+    steps: int = 10
+    step_size_ratio: float = 0.25
+    random_start: bool = True
+    include_clean: bool = True
+
+    def __post_init__(self):
+        if self.method not in ("fgsm", "pgd"):
+            raise ValueError(f"unknown adversarial training method {self.method!r}; choose fgsm or pgd")
+        if not 0.0 <= self.eps_min <= self.eps_max <= 1.0:
+            raise ValueError(
+                f"adversarial ε range [{self.eps_min}, {self.eps_max}] must satisfy 0 <= eps_min <= eps_max <= 1"
+            )
+        if self.method == "pgd" and (self.steps <= 0 or self.step_size_ratio <= 0):
+            raise ValueError("PGD adversarial training needs steps > 0 and step_size_ratio > 0")
+
+    def sample_eps(self) -> tf.Tensor:
+        if self.eps_min == self.eps_max:
+            return tf.constant(self.eps_min, tf.float32)
+        return tf.random.uniform([], self.eps_min, self.eps_max)
+
+    def perturb(self, loss_fn: LossFn, x, y, eps) -> tf.Tensor:
+        if self.method == "fgsm":
+            return tf.stop_gradient(fgsm(loss_fn, x, y, eps))
+        return pgd(loss_fn, x, y, eps, self.steps, self.step_size_ratio * eps, self.random_start)
+
+    def __call__(self, loss_fn: LossFn, x, y):
+        """Returns ``(x_train, y_train)``: the batch the weight update is computed on."""
+        x = tf.convert_to_tensor(x)
+        x_adv = self.perturb(loss_fn, x, y, self.sample_eps())
+        if not self.include_clean:
+            return x_adv, y
+        return tf.concat([x, x_adv], axis=0), tf.concat([y, y], axis=0)
