@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, Optional
+from typing import Dict, Optional
 
 import keras
 import numpy as np
@@ -43,34 +43,41 @@ def _count_equal(a, b):
 def attack_dataset(
     target,
     dataset: tf.data.Dataset,
-    attacks: Dict[str, Callable],
+    attacks,
     source=None,
     progress: bool = True,
     num_examples: Optional[int] = None,
 ) -> Dict[str, np.ndarray]:
     """Runs every attack on every batch and records per-sample outcomes.
 
-    ``target`` is the logits-only model that is scored; ``source`` (default: ``target``, the
-    white-box setting) is the one the adversarial examples are crafted on (black-box/transfer).
+    ``target`` is the :class:`~pcl_tf.training.PCLModel` that is scored; ``source`` (default:
+    ``target``, the white-box setting) the one the adversarial examples are crafted on
+    (black-box/transfer). ``attacks`` is a sequence of :class:`pcl_tf.attacks.Attack`; those that
+    need prototypes get the PCLModel, the others its logits-only twin (built once, so that the
+    attacks' compiled functions are reused from batch to batch).
+
     Returns per-sample arrays: ``clean_correct``, and for each attack ``<name>/correct`` (the
     target classifies the adversarial image correctly), ``<name>/linf`` and ``<name>/l2`` (the
     perturbation norms), plus ``<name>/seconds`` (total attack time, a 1-element array).
     Memory stays bounded: only these per-sample scalars are kept, never the images.
     """
     source = target if source is None else source
-    predict = tf.function(lambda x: tf.argmax(target(x, training=False), axis=1, output_type=tf.int32))
+    target_logits = target.inference_model()
+    source_logits = target_logits if source is target else source.inference_model()
+    predict = tf.function(lambda x: tf.argmax(target_logits(x, training=False), axis=1, output_type=tf.int32))
     records: Dict[str, list] = {"clean_correct": []}
-    seconds = {name: 0.0 for name in attacks}
+    seconds = {attack.name: 0.0 for attack in attacks}
     bar = keras.utils.Progbar(num_examples, unit_name="image", verbose=1 if progress else 0)
     done = 0
     for x, y in dataset:
         y = tf.cast(y, tf.int32)
         records["clean_correct"].append((predict(x) == y).numpy())
-        for name, attack in attacks.items():
+        for attack in attacks:
             start = time.time()
-            x_adv = tf.convert_to_tensor(attack(source, x, y))
-            seconds[name] += time.time() - start
+            x_adv = tf.convert_to_tensor(attack.fn(source if attack.needs_prototypes else source_logits, x, y))
+            seconds[attack.name] += time.time() - start
             delta = tf.reshape(x_adv - x, [tf.shape(x)[0], -1])
+            name = attack.name
             records.setdefault(f"{name}/correct", []).append((predict(x_adv) == y).numpy())
             records.setdefault(f"{name}/linf", []).append(tf.reduce_max(tf.abs(delta), axis=1).numpy())
             records.setdefault(f"{name}/l2", []).append(tf.norm(delta, axis=1).numpy())

@@ -296,7 +296,7 @@ def load_trained(workdir: str) -> Tuple[training.PCLModel, ml_collections.Config
         raise WorkdirError(f"work dir {workdir} does not exist; train one with pcl-train --workdir={workdir}")
     if not os.path.exists(config_path):
         raise WorkdirError(f"{workdir} has no {CONFIG_FILE}; is it a pcl-train work dir?")
-    config = ml_collections.ConfigDict(io_utils.read_json(config_path))
+    config = read_config(config_path)
     latest = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
     if latest is None:
         raise WorkdirError(f"{workdir} has no checkpoint yet; run pcl-train --workdir={workdir} first")
@@ -304,6 +304,23 @@ def load_trained(workdir: str) -> Tuple[training.PCLModel, ml_collections.Config
     status = tf.train.Checkpoint(**model.checkpoint_items()).restore(latest)
     status.expect_partial().assert_existing_objects_matched()
     return model, config
+
+
+def read_config(path: str) -> ml_collections.ConfigDict:
+    """A work dir's config.json over the current defaults, so that work dirs written before a
+    field existed still load (the field takes its default)."""
+    from pcl_tf.configs import common
+
+    def merge(base: ml_collections.ConfigDict, saved: Dict) -> None:
+        for key, value in saved.items():
+            if isinstance(value, dict) and key in base and isinstance(base[key], ml_collections.ConfigDict):
+                merge(base[key], value)
+            else:
+                base[key] = tuple(value) if isinstance(value, list) else value
+
+    config = common.base_config()
+    merge(config, io_utils.read_json(path))
+    return config
 
 
 def default_config_path(dataset: str) -> str:

@@ -1,23 +1,39 @@
 """Attack names -> functions, and the paper's default parameters per dataset (DESIGN.md §3).
 
-Every attack is a function ``(model_fn, x, y) -> x_adv`` once its parameters are bound: inputs
-and outputs are float32 images in [0, 1], ``model_fn`` returns logits, ``y`` holds the true
-labels. Paper settings (Table 2): ε = 0.3 for (F-)MNIST and 0.03 for CIFAR/SVHN; BIM, MIM and
+Every attack is an :class:`Attack`: a function ``(model, x, y) -> x_adv`` with its parameters
+bound, plus whether it needs the prototypes. Inputs and outputs are float32 images in [0, 1] and
+``y`` holds the true labels; ``model`` is the logits-only twin for the CleverHans attacks and the
+:class:`~pcl_tf.training.PCLModel` itself for the attacks that know the defence (``adaptive``,
+``feature``). Paper settings (Table 2): ε = 0.3 for (F-)MNIST and 0.03 for CIFAR/SVHN; BIM, MIM and
 PGD 10 iterations of ε/10 (PGD from a random start); C&W-L2 1000 iterations at learning rate
 0.01 with initial constant c = 10 for (F-)MNIST and 0.1 for CIFAR/SVHN (one search round).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Callable, Dict, Optional
 
+from pcl_tf.attacks import adaptive
 from pcl_tf.attacks import cleverhans_compat as ch
 
-# Order of the paper's Table 2.
+# Order of the paper's Table 2, then the attacks that know the defence.
 PAPER_METHODS = ("fgsm", "bim", "cw", "mim", "pgd")
-METHODS = PAPER_METHODS
-NORMS = {"fgsm": "linf", "bim": "linf", "mim": "linf", "pgd": "linf", "cw": "l2"}
+ADAPTIVE_METHODS = ("adaptive", "feature")
+METHODS = PAPER_METHODS + ADAPTIVE_METHODS
+NORMS = {"fgsm": "linf", "bim": "linf", "mim": "linf", "pgd": "linf", "cw": "l2", "adaptive": "linf", "feature": "linf"}
+_FUNCTIONS = {
+    "fgsm": ch.fgsm, "bim": ch.bim, "mim": ch.mim, "pgd": ch.pgd, "cw": ch.cw_l2,
+    "adaptive": adaptive.adaptive_pc, "feature": adaptive.feature_space,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Attack:
+    name: str
+    fn: Callable  # (model, x, y) -> x_adv
+    needs_prototypes: bool
 
 _SMALL_IMAGE_DATASETS = ("mnist", "fashion_mnist")
 
@@ -61,12 +77,11 @@ def default_params(
     return params
 
 
-def make_attack(method: str, params: Dict[str, float], seed: Optional[int] = None) -> Callable:
-    """Binds ``params`` to the attack function: returns ``fn(model_fn, x, y) -> x_adv``."""
-    fns = {"fgsm": ch.fgsm, "bim": ch.bim, "mim": ch.mim, "pgd": ch.pgd, "cw": ch.cw_l2}
-    if method not in fns:
+def make_attack(method: str, params: Dict[str, float], seed: Optional[int] = None) -> Attack:
+    """Binds ``params`` (and the random-start ``seed``) to the attack function."""
+    if method not in _FUNCTIONS:
         raise ValueError(f"unknown attack {method!r}; choose one of {', '.join(METHODS)} or all")
     kwargs = dict(params)
-    if method == "pgd" and seed is not None:
+    if method in ("pgd",) + ADAPTIVE_METHODS and seed is not None:
         kwargs["seed"] = seed
-    return functools.partial(fns[method], **kwargs)
+    return Attack(method, functools.partial(_FUNCTIONS[method], **kwargs), method in ADAPTIVE_METHODS)

@@ -12,13 +12,12 @@ Markdown table and writes it, with the JSON report, next to each model (or to --
 from __future__ import annotations
 
 import os
-import sys
 
 from pcl_tf.cli import common  # sets the TensorFlow log level first
 
 from absl import flags  # noqa: E402
 
-from pcl_tf import attacks, data, evaluation, experiment, report  # noqa: E402
+from pcl_tf import attacks, data, experiment, report, robustness  # noqa: E402
 
 PROG = "pcl-attack"
 
@@ -81,51 +80,41 @@ def main(argv):
         raise ValueError(f"unexpected arguments {argv[1:]}; flags look like --method=pgd")
     _check_flags()
     methods = _methods()
-    source = None
+    source, source_config = None, None
     if FLAGS.source_workdir:
-        source_model, source_config = experiment.load_trained(FLAGS.source_workdir)
-        source = source_model.inference_model()
+        source, source_config = experiment.load_trained(FLAGS.source_workdir)
     all_reports = []
     for workdir in FLAGS.workdir:
         model, config = experiment.load_trained(workdir)
-        if FLAGS.source_workdir and source_config.dataset != config.dataset:
+        if source_config is not None and source_config.dataset != config.dataset:
             raise ValueError(
                 f"--source_workdir is a {source_config.dataset} model but {workdir} is {config.dataset}; "
                 "pair models of the same dataset"
             )
-        target = model.inference_model()
+        skipped = set(methods) - set(robustness.usable_methods(source or model, methods))
+        if skipped:
+            print(f"{workdir}: skipping {', '.join(sorted(skipped))} (the model has no prototypes)")
         dataset = data.load(
             config.dataset, "test", batch_size=FLAGS.batch_size,
             data_dir=FLAGS.data_dir or config.data_dir or None, num_examples=FLAGS.num_examples or None,
         )
+        reports = []
         for eps in _eps_values(config.dataset):
-            params = {
-                m: attacks.default_params(m, config.dataset, eps=eps, steps=FLAGS.steps,
-                                          step_size=FLAGS.step_size, c=FLAGS.c)
-                for m in methods
-            }
-            fns = {m: attacks.make_attack(m, params[m], seed=FLAGS.seed) for m in methods}
             print(f"{workdir}: {', '.join(methods)} at eps={eps:g}", flush=True)
-            results = evaluation.attack_dataset(
-                target, dataset, fns, source=source, progress=FLAGS.progress,
+            reports.append(robustness.evaluate(
+                model, config, dataset, workdir=workdir, methods=methods, eps=eps, steps=FLAGS.steps,
+                step_size=FLAGS.step_size, c=FLAGS.c, seed=FLAGS.seed, source=source,
+                source_workdir=FLAGS.source_workdir, progress=FLAGS.progress,
                 num_examples=FLAGS.num_examples or None,
-            )
-            summary = evaluation.summarize(results, methods)
-            all_reports.append(report.make_report(
-                workdir=workdir, config=config,
-                threat_model="black-box" if source is not None else "white-box",
-                source=FLAGS.source_workdir, eps=eps, methods=methods, params=params,
-                summary=summary, seed=FLAGS.seed,
             ))
-        stem = FLAGS.output or os.path.join(
-            workdir, "reports", ("blackbox_" if source is not None else "whitebox_") + "_".join(methods)
-        )
         if not FLAGS.output:
-            report.write(stem, [r for r in all_reports if r["model"]["workdir"] == workdir])
+            threat = "blackbox" if source is not None else "whitebox"
+            report.write(os.path.join(workdir, "reports", f"{threat}_{'_'.join(methods)}"), reports)
+        all_reports += reports
     if FLAGS.output:
         report.write(FLAGS.output, all_reports)
     print()
-    print("Robust accuracy (%), clean and under attack; worst case = survived every attack run:")
+    print("Accuracy (%) on clean and attacked test images; worst case = survived every attack run:")
     print(report.markdown_table(all_reports))
 
 
