@@ -69,3 +69,91 @@ def write(path_stem: str, reports: List[Dict]) -> None:
     """Writes ``<stem>.json`` (the list of reports) and ``<stem>.md`` (the table), atomically."""
     io_utils.write_json_atomic(path_stem + ".json", reports)
     io_utils.write_text_atomic(path_stem + ".md", markdown_table(reports))
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib comes with the `plots` extra
+        raise ValueError("plots need matplotlib: pip install 'pcl_tf[plots]'") from None
+    return plt
+
+
+def plot_eps_curves(reports: List[Dict], path: str) -> None:
+    """Robust accuracy against ε (paper Fig. 4): one panel per model, one line per attack plus
+    the worst case, written as PNG."""
+    plt = _pyplot()
+    by_model: Dict[str, List[Dict]] = {}
+    for r in reports:
+        by_model.setdefault(r["model"]["workdir"], []).append(r)
+    fig, axes = plt.subplots(1, len(by_model), figsize=(5 * len(by_model), 4), squeeze=False)
+    for ax, (name, rs) in zip(axes[0], by_model.items()):
+        rs = sorted(rs, key=lambda r: r["eps"])
+        eps = [r["eps"] for r in rs]
+        for method in rs[0]["attacks"]:
+            ax.plot(eps, [100 * r["attacks"][method]["robust_accuracy"] for r in rs], marker="o",
+                    label=LABELS.get(method, method))
+        ax.plot(eps, [100 * r["worst_case"]["robust_accuracy"] for r in rs], "k--", marker="s", label="worst case")
+        ax.set_title(f"{name} ({rs[0]['threat_model']})", fontsize=9)
+        ax.set_xlabel("ε (L∞, [0, 1] pixels)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save_png(fig, path)
+    plt.close(fig)
+
+
+def plot_features(panels: List[Dict], path: str) -> None:
+    """Fig. 1: 2-D projections of penultimate features, clean (dots) and attacked (crosses),
+    one panel per model. Each panel dict has ``title``, ``clean`` and ``adversarial`` (N, 2)
+    arrays and ``labels`` (N,)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, panel in zip(axes[0], panels):
+        labels = panel["labels"]
+        for c in sorted(set(labels.tolist())):
+            m = labels == c
+            ax.scatter(*panel["clean"][m].T, s=6, color=cmap(c % 10), alpha=0.5)
+            ax.scatter(*panel["adversarial"][m].T, s=14, color=cmap(c % 10), marker="x", alpha=0.8)
+        for i in range(min(5, len(labels))):  # a few clean -> attacked moves
+            ax.annotate("", xy=panel["adversarial"][i], xytext=panel["clean"][i],
+                        arrowprops=dict(arrowstyle="->", lw=0.8))
+        ax.set_title(panel["title"], fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("penultimate features (PCA to 2-D): dots clean, crosses attacked; colour = true class", fontsize=9)
+    fig.tight_layout()
+    _save_png(fig, path)
+    plt.close(fig)
+
+
+def _save_png(fig, path: str) -> None:
+    import os
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def transfer_table(matrix: Dict[str, Dict[str, float]], method: str, eps: float) -> str:
+    """Markdown: rows = source (crafted on), columns = target (scored on), accuracy in %."""
+    targets = list(next(iter(matrix.values())))
+    lines = [f"| {LABELS.get(method, method)} ε={eps:g}: source ↓ / target → | " + " | ".join(targets) + " |",
+             "|" + "---|" * (len(targets) + 1)]
+    for source, row in matrix.items():
+        lines.append(f"| {source} | " + " | ".join(_pct(row[t]) for t in targets) + " |")
+    return "\n".join(lines) + "\n"

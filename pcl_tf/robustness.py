@@ -63,3 +63,56 @@ def evaluate(
         summary=summary,
         seed=seed,
     )
+
+
+def transfer_matrix(
+    models: Dict[str, object], dataset: tf.data.Dataset, attack: "attacks.Attack"
+) -> Dict[str, Dict[str, float]]:
+    """Paper Table 6: accuracy of every target on adversarial examples crafted on every source.
+
+    ``models`` maps a name to a PCLModel; the diagonal is the white-box accuracy. A sample
+    counts as correct when the target classifies both its clean and its adversarial image
+    correctly (as in :func:`pcl_tf.evaluation.summarize`).
+    """
+    if attack.needs_prototypes:
+        raise ValueError(f"{attack.name} needs the attacked model's prototypes; use a CleverHans attack")
+    logits = {name: model.inference_model() for name, model in models.items()}
+    correct = {s: {t: 0 for t in models} for s in models}
+    seen = 0
+    for x, y in dataset:
+        y = tf.cast(y, tf.int32)
+        clean_ok = {t: tf.argmax(f(x), axis=1, output_type=tf.int32) == y for t, f in logits.items()}
+        for source, source_logits in logits.items():
+            x_adv = attack.fn(source_logits, x, y)
+            for target, target_logits in logits.items():
+                ok = clean_ok[target] & (tf.argmax(target_logits(x_adv), axis=1, output_type=tf.int32) == y)
+                correct[source][target] += int(tf.reduce_sum(tf.cast(ok, tf.int32)))
+        seen += int(x.shape[0])
+    return {s: {t: correct[s][t] / seen for t in models} for s in models}
+
+
+def penultimate_model(model):
+    """The features that enter the logits layer (``fc_logits``), for softmax and PCL alike."""
+    import keras
+
+    network = model.network
+    return keras.Model(network.input, network.get_layer("fc_logits").input)
+
+
+def feature_projection(model, x, x_adv, labels, title: str) -> Dict:
+    """Fig. 1 panel: penultimate features of clean and attacked images, projected to 2-D with
+    the PCA of the clean features (so both share one map)."""
+    import numpy as np
+
+    features = penultimate_model(model)
+    clean = features(x).numpy()
+    adversarial = features(x_adv).numpy()
+    mean = clean.mean(axis=0)
+    _, _, vt = np.linalg.svd(clean - mean, full_matrices=False)
+    basis = vt[:2].T
+    return {
+        "title": title,
+        "clean": (clean - mean) @ basis,
+        "adversarial": (adversarial - mean) @ basis,
+        "labels": np.asarray(labels),
+    }

@@ -4,6 +4,9 @@
     pcl-attack --workdir=runs/fmnist_pcl --method=cw --c=0.1
     pcl-attack --workdir=runs/softmax,runs/pcl --method=fgsm,pgd --eps=0.1,0.3
     pcl-attack --workdir=runs/pcl --source_workdir=runs/vgg19 --method=pgd   (black-box)
+    pcl-attack --workdir=runs/softmax,runs/pcl --method=pgd --eps=0,0.05,0.1,0.2,0.3   (table + PNG)
+    pcl-attack --workdir=runs/softmax,runs/pcl,runs/vgg19 --method=pgd --transfer     (Table 6)
+    pcl-attack --workdir=runs/softmax,runs/pcl --plot_features=fig1.png               (Fig. 1)
 
 Defaults are the paper's for the model's dataset (ε, steps, step size, C&W's c). Prints a
 Markdown table and writes it, with the JSON report, next to each model (or to --output).
@@ -17,7 +20,7 @@ from pcl_tf.cli import common  # sets the TensorFlow log level first
 
 from absl import flags  # noqa: E402
 
-from pcl_tf import attacks, data, experiment, report, robustness  # noqa: E402
+from pcl_tf import attacks, data, experiment, io_utils, report, robustness  # noqa: E402
 
 PROG = "pcl-attack"
 
@@ -34,6 +37,8 @@ flags.DEFINE_string("source_workdir", None, "Craft on this model, score on --wor
 flags.DEFINE_string("output", None, "Report path without extension; default <workdir>/reports/<name>.")
 flags.DEFINE_string("data_dir", None, "TFDS data dir; default: the one the model was trained with.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_bool("transfer", False, "Transfer matrix (paper Table 6) over the --workdir models with the first --method.")
+flags.DEFINE_string("plot_features", None, "Write Fig. 1 (2-D penultimate features, clean vs PGD) of each model to this PNG.")
 FLAGS = flags.FLAGS
 
 
@@ -80,6 +85,10 @@ def main(argv):
         raise ValueError(f"unexpected arguments {argv[1:]}; flags look like --method=pgd")
     _check_flags()
     methods = _methods()
+    if FLAGS.transfer:
+        return _transfer(methods[0])
+    if FLAGS.plot_features:
+        return _plot_features()
     source, source_config = None, None
     if FLAGS.source_workdir:
         source, source_config = experiment.load_trained(FLAGS.source_workdir)
@@ -113,9 +122,56 @@ def main(argv):
         all_reports += reports
     if FLAGS.output:
         report.write(FLAGS.output, all_reports)
+    if len({r["eps"] for r in all_reports}) > 1:
+        png = (FLAGS.output or os.path.join(FLAGS.workdir[0], "reports", "eps_sweep")) + "_eps.png"
+        report.plot_eps_curves(all_reports, png)
+        print(f"robustness vs ε plot: {png}")
     print()
     print("Accuracy (%) on clean and attacked test images; worst case = survived every attack run:")
     print(report.markdown_table(all_reports))
+
+
+def _load_same_dataset():
+    """Every --workdir model, checked to share one dataset; returns (models, config, test set)."""
+    loaded = {w: experiment.load_trained(w) for w in FLAGS.workdir}
+    datasets = {config.dataset for _, config in loaded.values()}
+    if len(datasets) > 1:
+        raise ValueError(f"the --workdir models are of different datasets ({', '.join(sorted(datasets))}); give one dataset's models")
+    config = next(iter(loaded.values()))[1]
+    dataset = data.load(config.dataset, "test", batch_size=FLAGS.batch_size,
+                        data_dir=FLAGS.data_dir or config.data_dir or None, num_examples=FLAGS.num_examples or None)
+    return {w: model for w, (model, _) in loaded.items()}, config, dataset
+
+
+def _transfer(method):
+    if method in attacks.ADAPTIVE_METHODS:
+        raise ValueError(f"--transfer needs a CleverHans attack (fgsm, bim, mim, pgd, cw), not {method}")
+    models, config, dataset = _load_same_dataset()
+    eps = _eps_values(config.dataset)[0]
+    params = attacks.default_params(method, config.dataset, eps=eps, steps=FLAGS.steps,
+                                    step_size=FLAGS.step_size, c=FLAGS.c)
+    matrix = robustness.transfer_matrix(models, dataset, attacks.make_attack(method, params, seed=FLAGS.seed))
+    table = report.transfer_table(matrix, method, eps)
+    stem = FLAGS.output or os.path.join(FLAGS.workdir[0], "reports", f"transfer_{method}")
+    io_utils.write_json_atomic(stem + ".json", {"method": method, "params": params, "accuracy": matrix})
+    io_utils.write_text_atomic(stem + ".md", table)
+    print("Accuracy (%) of each target on examples crafted on each source (diagonal: white-box):")
+    print(table)
+
+
+def _plot_features():
+    models, config, dataset = _load_same_dataset()
+    eps = _eps_values(config.dataset)[0]
+    params = attacks.default_params("pgd", config.dataset, eps=eps, steps=FLAGS.steps, step_size=FLAGS.step_size)
+    pgd = attacks.make_attack("pgd", params, seed=FLAGS.seed)
+    x, y = next(iter(dataset))
+    panels = []
+    for workdir, model in models.items():
+        x_adv = pgd.fn(model.inference_model(), x, y)
+        kind = "PCL" if model.pc_layers else "softmax"
+        panels.append(robustness.feature_projection(model, x, x_adv, y.numpy(), f"{workdir} ({kind}), PGD ε={eps:g}"))
+    report.plot_features(panels, FLAGS.plot_features)
+    print(f"feature plot: {FLAGS.plot_features}")
 
 
 def run():
