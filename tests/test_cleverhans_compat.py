@@ -17,18 +17,10 @@ import tensorflow as tf  # noqa: E402
 from cleverhans.tf2.attacks.carlini_wagner_l2 import CarliniWagnerL2  # noqa: E402
 
 from pcl_tf.attacks import cleverhans_compat as ch  # noqa: E402
+from synthetic import stripes  # noqa: E402
 
 N_TEST = 96
 LINF = ("fgsm", "bim", "mim", "pgd")
-
-
-def _make_data(n, seed):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    rows, cols = np.mgrid[0:28, 0:28]
-    patterns = np.stack([rows % 6 < 3, cols % 6 < 3, (rows + cols) % 8 < 4]).astype(np.float32)
-    x = 0.3 + 0.35 * patterns[y] + rng.normal(0.0, 0.12, (n, 28, 28))
-    return np.clip(x, 0.0, 1.0)[..., None].astype(np.float32), y.astype(np.int32)
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +36,10 @@ def setup():
     classifier.compile(
         keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", jit_compile=False
     )
-    x_train, y_train = _make_data(1500, seed=0)
+    x_train, y_train = stripes(1500, seed=0)
     classifier.fit(x_train, y_train, batch_size=64, epochs=3, verbose=0)
     twin = keras.Model(inp, logits)  # ... attacked through its logits-only twin
-    x, y = _make_data(N_TEST, seed=1)
+    x, y = stripes(N_TEST, seed=1)
     return twin, x, y
 
 

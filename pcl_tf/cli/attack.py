@@ -53,10 +53,13 @@ def _methods():
 
 
 def _eps_values(dataset):
-    if not FLAGS.eps:
-        return [attacks.paper_eps(dataset)]
+    """--eps as floats (checked before anything is loaded), or the paper's ε for the dataset."""
+    return _parse_eps() or [attacks.paper_eps(dataset)]
+
+
+def _parse_eps():
     values = []
-    for text in FLAGS.eps:
+    for text in FLAGS.eps or ():
         try:
             value = float(text)
         except ValueError:
@@ -78,6 +81,7 @@ def _check_flags():
         raise ValueError(f"--c={FLAGS.c} must be > 0 (the C&W initial constant)")
     if FLAGS.num_examples < 0 or FLAGS.batch_size <= 0:
         raise ValueError("--num_examples must be >= 0 and --batch_size > 0")
+    _parse_eps()
 
 
 def main(argv):
