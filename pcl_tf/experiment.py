@@ -239,6 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, verbose=
                 config.train.warmup_epochs,
                 init_dataset=train_ds if config.pcl.centroid_init == "class_means" else None,
             ),
+            training.NonFiniteGuard(steps_per_epoch),  # before the checkpoint: a NaN epoch is never saved
             _EpochCheckpoint(manager, epoch, config.train.checkpoint_every_epochs, config.train.epochs),
             keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False),
         ]

@@ -13,6 +13,7 @@ step is plain CE (a configuration, not a second trainer).
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional, Sequence
 
 import keras
@@ -280,3 +281,38 @@ def make_optimizer(name: str, learning_rate, momentum: float = 0.9, weight_decay
     if name == "adam":
         return keras.optimizers.Adam(learning_rate, weight_decay=wd)
     raise ValueError(f"unknown optimizer {name!r}; choose sgd or adam")
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss term became NaN or infinite; the message names the step and the term."""
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stops training at the first step whose loss terms are not finite.
+
+    Raises :class:`TrainingDivergedError` from the step itself, so the epoch-end checkpoint of
+    a diverged epoch is never written and the last good checkpoint stays the latest. The
+    message names the global step and the first offending term (a component — ``ce`` or a
+    ``pcl_<layer>`` — before the total).
+    """
+
+    def __init__(self, steps_per_epoch: int):
+        super().__init__()
+        self.steps_per_epoch = int(steps_per_epoch)
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        names = sorted(logs, key=lambda n: (n == "loss", n))
+        for name in names:
+            value = float(logs[name])
+            if not math.isfinite(value):
+                step = self._epoch * self.steps_per_epoch + batch + 1
+                raise TrainingDivergedError(
+                    f"training diverged at step {step} (epoch {self._epoch + 1}): loss term {name!r} is "
+                    f"{value}; the last good checkpoint is kept. Lower the learning rate "
+                    f"(--config.train.lr) or the PCL weights, then run the same command to resume"
+                )

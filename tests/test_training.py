@@ -163,3 +163,17 @@ def test_centroids_start_at_the_class_means_when_pcl_switches_on():
     np.testing.assert_allclose(centroids[1], features[:8][y[:8] == 1].mean(0), rtol=1e-5)
     np.testing.assert_array_equal(centroids[2], untouched)
     assert float(model.pc_active) == 1.0
+
+
+def test_non_finite_loss_stops_training_naming_step_and_term(tmp_path):
+    model = compiled(tiny_network())
+    model.pc_active.assign(1.0)
+    x = np.random.default_rng(5).normal(size=(16, 2)).astype(np.float32)
+    x[10] = np.nan  # batch 3 of 4 (batch size 4) turns every term NaN
+    y = np.arange(16) % CLASSES
+    saved = []
+    checkpoint = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: saved.append(e))
+    with pytest.raises(training.TrainingDivergedError, match=r"step 3 \(epoch 1\): loss term 'ce' is nan"):
+        model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
+                  callbacks=[training.NonFiniteGuard(steps_per_epoch=4), checkpoint])
+    assert saved == []  # the diverged epoch never reached its checkpoint

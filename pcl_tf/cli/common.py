@@ -17,12 +17,13 @@ from absl import app, flags, logging  # noqa: E402
 USAGE_ERRORS: Tuple[Type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError)
 
 
-def fail(prog: str, message: str) -> None:
-    """Prints ``prog: error: message`` (one line) to stderr and exits with status 2."""
+def fail(prog: str, message: str, status: int = 2) -> None:
+    """Prints ``prog: error: message`` (one line) to stderr and exits with ``status``
+    (2: bad input; other codes for failures of the run itself)."""
     first_line = " ".join(str(message).split())
     sys.stderr.write(f"{prog}: error: {first_line}\n")
     sys.stderr.flush()
-    sys.exit(2)
+    sys.exit(status)
 
 
 def make_flags_parser(prog: str) -> Callable[[Sequence[str]], Sequence[str]]:
@@ -40,8 +41,14 @@ def make_flags_parser(prog: str) -> Callable[[Sequence[str]], Sequence[str]]:
     return parse
 
 
-def run(main: Callable, prog: str, errors: Tuple[Type[BaseException], ...]) -> None:
-    """``absl.app.run(main)`` where the library's usage errors become one line and exit 2."""
+def run(
+    main: Callable,
+    prog: str,
+    errors: Tuple[Type[BaseException], ...],
+    failures: Tuple[Type[BaseException], ...] = (),
+) -> None:
+    """``absl.app.run(main)`` where the library's usage ``errors`` become one line and exit 2,
+    and run ``failures`` (e.g. a diverged training) one line and exit 3."""
 
     def guarded(argv):
         if not flags.FLAGS["verbosity"].present:
@@ -49,6 +56,8 @@ def run(main: Callable, prog: str, errors: Tuple[Type[BaseException], ...]) -> N
             logging.set_verbosity(logging.WARNING)
         try:
             return main(argv)
+        except failures as e:
+            fail(prog, e, status=3)
         except errors as e:
             fail(prog, e)
 

@@ -17,7 +17,7 @@ from pcl_tf.cli import common  # sets the TensorFlow log level first
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from pcl_tf import data, experiment  # noqa: E402
+from pcl_tf import data, experiment, training  # noqa: E402
 
 PROG = "pcl-train"
 
@@ -75,7 +75,7 @@ def main(argv):
 
 def run():
     sys.argv = _with_default_config(sys.argv)
-    common.run(main, PROG, errors=(ValueError, data.DatasetError))
+    common.run(main, PROG, errors=(ValueError, data.DatasetError), failures=(training.TrainingDivergedError,))
 
 
 if __name__ == "__main__":
