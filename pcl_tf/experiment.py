@@ -186,11 +186,19 @@ def check_workdir_matches(workdir: str, config) -> None:
         )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, verbose="auto") -> Dict:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    verbose="auto",
+    strategy: Optional[tf.distribute.Strategy] = None,
+) -> Dict:
     """Trains (resuming from ``workdir`` when it holds checkpoints), evaluates, writes metrics.
 
+    ``strategy`` (default: TensorFlow's default strategy) is the ``tf.distribute`` strategy
+    whose scope every variable is created in; ``config.train.batch_size`` is the global batch.
     Returns the metrics dict also written to ``<workdir>/metrics.json``.
     """
+    strategy = strategy or tf.distribute.get_strategy()
     validate_config(config)
     data_dir = config.data_dir or None
     data.ensure_prepared(config.dataset, data_dir)  # fail fast, before anything is written
@@ -221,9 +229,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, verbose=
     if steps_per_epoch <= 0:
         raise ConfigError("the training set is empty or of unknown size; check config.train.num_examples")
 
-    model = build_model(config)
-    compile_model(model, config, steps_per_epoch)
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    with strategy.scope():
+        model = build_model(config)
+        compile_model(model, config, steps_per_epoch)
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     manager = tf.train.CheckpointManager(
         _checkpoint(model, epoch), os.path.join(workdir, CHECKPOINT_DIR), max_to_keep=3
     )
@@ -265,6 +274,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, verbose=
         "warmup_epochs": config.train.warmup_epochs,
         "resumed_from_epoch": initial_epoch,
         "steps_per_epoch": steps_per_epoch,
+        "replicas": strategy.num_replicas_in_sync,
         "train_seconds": round(train_seconds + previous.get("train_seconds", 0.0), 1),
         "train_examples_per_second": (
             round((config.train.epochs - initial_epoch) * steps_per_epoch * config.train.batch_size / train_seconds, 1)

@@ -17,7 +17,7 @@ from pcl_tf.cli import common  # sets the TensorFlow log level first
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from pcl_tf import data, experiment, training  # noqa: E402
+from pcl_tf import data, distribute, experiment, training  # noqa: E402
 
 PROG = "pcl-train"
 
@@ -27,6 +27,9 @@ config_flags.DEFINE_config_file(
 )
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, config.json and metrics.json.")
 flags.DEFINE_string("data_dir", None, "TFDS data dir (overrides config.data_dir).")
+flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES),
+                  "tf.distribute strategy: auto (all GPUs when several, else one device), default, mirrored.")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (testing mirrored on CPU).")
 flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress: 1 bar, 2 a line per epoch.")
 FLAGS = flags.FLAGS
 
@@ -64,7 +67,10 @@ def main(argv):
     if FLAGS.data_dir:
         config.data_dir = FLAGS.data_dir
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
-    metrics = experiment.train_and_evaluate(config, FLAGS.workdir, verbose=verbose)
+    if FLAGS.cpu_devices:
+        distribute.split_cpu(FLAGS.cpu_devices)
+    strategy = distribute.make_strategy(FLAGS.strategy)
+    metrics = experiment.train_and_evaluate(config, FLAGS.workdir, verbose=verbose, strategy=strategy)
     test = metrics["test"]
     print(f"test accuracy (softmax): {100 * test['softmax']:.2f} % on {test['num_examples']} images")
     for key, value in sorted(test.items()):
