@@ -14,9 +14,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 from absl import app, flags, logging  # noqa: E402
 
-USAGE_ERRORS: Tuple[Type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError)
-
-
 def fail(prog: str, message: str, status: int = 2) -> None:
     """Prints ``prog: error: message`` (one line) to stderr and exits with ``status``
     (2: bad input; other codes for failures of the run itself)."""
@@ -26,6 +23,30 @@ def fail(prog: str, message: str, status: int = 2) -> None:
     sys.exit(status)
 
 
+def _last_line(error: BaseException) -> str:
+    """The line that says what went wrong. ml_collections wraps a config file's exception with
+    its whole traceback; keep the flag it concerns and the exception's own last line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if len(lines) == 1:
+        return lines[0]
+    head = lines[0].split(": Error whilst", 1)[0] if lines[0].startswith("flag --") else lines[0]
+    return f"{head}: {lines[-1]}"
+
+
+def resolved_config(value, flag: str = "--config"):
+    """``FLAGS.config`` loads lazily: a missing or broken config file surfaces at the first
+    attribute read, deep inside the library. Read it here and say what is wrong in one line."""
+    try:
+        value.to_dict()  # touches every field
+        return value
+    except (AttributeError, KeyError) as e:
+        raise ValueError(f"{flag}: unknown config field {_last_line(e)}; see the config file for the fields") from None
+    except Exception as e:  # noqa: BLE001 - the file itself could not be loaded
+        raise ValueError(f"{flag}: {_last_line(e)}") from None
+
+
 def make_flags_parser(prog: str) -> Callable[[Sequence[str]], Sequence[str]]:
     """An absl ``flags_parser`` that turns flag errors (bad values, unknown config fields) into
     one line and exit 2 instead of absl's usage dump."""
@@ -33,10 +54,11 @@ def make_flags_parser(prog: str) -> Callable[[Sequence[str]], Sequence[str]]:
     def parse(argv):
         try:
             return flags.FLAGS(argv)
-        except flags.Error as e:
-            fail(prog, f"{e} (see {prog} --helpfull)")
-        except USAGE_ERRORS as e:  # raised by config files, e.g. an unknown variant
-            fail(prog, e)
+        except Exception as e:  # noqa: BLE001 - any failure to parse the command line is a usage error
+            message = _last_line(e)
+            if isinstance(e, (AttributeError, KeyError)):  # an override of a field the config lacks
+                message = f"unknown config field {message} in a --config.<field>=value override"
+            fail(prog, f"{message} (see {prog} --helpfull)")
 
     return parse
 

@@ -17,7 +17,7 @@ from pcl_tf.cli import common  # sets the TensorFlow log level first
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from pcl_tf import data, distribute, experiment, training  # noqa: E402
+from pcl_tf import data, distribute, experiment, export, training  # noqa: E402
 
 PROG = "pcl-train"
 
@@ -30,6 +30,7 @@ flags.DEFINE_string("data_dir", None, "TFDS data dir (overrides config.data_dir)
 flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES),
                   "tf.distribute strategy: auto (all GPUs when several, else one device), default, mirrored.")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (testing mirrored on CPU).")
+flags.DEFINE_string("export_dir", None, "After training, export a SavedModel to <export_dir>/<next version>/ (pcl-export).")
 flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress: 1 bar, 2 a line per epoch.")
 FLAGS = flags.FLAGS
 
@@ -61,12 +62,14 @@ def main(argv):
         raise ValueError("give --dataset=NAME or --config=configs/FILE.py[:variants]")
     if not FLAGS.workdir:
         raise ValueError("give --workdir=DIR, where checkpoints and metrics are written")
-    config = FLAGS.config
+    config = common.resolved_config(FLAGS.config)
     if FLAGS.dataset:
         config.dataset = data.info(FLAGS.dataset).name
     if FLAGS.data_dir:
         config.data_dir = FLAGS.data_dir
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
+    if FLAGS.export_dir:
+        export.check_destination(FLAGS.export_dir)  # refuse a bad destination before hours of training
     if FLAGS.cpu_devices:
         distribute.split_cpu(FLAGS.cpu_devices)
     strategy = distribute.make_strategy(FLAGS.strategy)
@@ -77,6 +80,8 @@ def main(argv):
         if key.startswith("prototype_"):
             print(f"test accuracy (nearest prototype, {key[len('prototype_'):]}): {100 * value:.2f} %")
     print(f"work dir: {FLAGS.workdir}")
+    if FLAGS.export_dir:
+        print(f"exported SavedModel: {export.export_workdir(FLAGS.workdir, FLAGS.export_dir)}")
 
 
 def run():

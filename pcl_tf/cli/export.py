@@ -1,0 +1,91 @@
+"""pcl-export: export a trained model as a versioned SavedModel for TensorFlow Serving.
+
+    pcl-export --workdir=runs/fmnist_pcl --export_dir=exports/fmnist_pcl             (next free version)
+    pcl-export --workdir=runs/fmnist_pcl --export_dir=exports/fmnist_pcl --version=3
+
+Writes ``<export_dir>/<version>/`` (saved_model.pb, variables/, assets.extra/metadata.json and
+copies of the work dir's reports/*.json) atomically; an existing version is never overwritten.
+Serve it with ``tensorflow_model_server --rest_api_port=8501 --model_name=fmnist_pcl
+--model_base_path=$PWD/exports/fmnist_pcl`` (BUILD.md, "Serving with TF Serving").
+"""
+
+from __future__ import annotations
+
+import os
+
+from pcl_tf.cli import common  # sets the TensorFlow log level first
+
+from absl import flags  # noqa: E402
+
+PROG = "pcl-export"
+
+flags.DEFINE_string("workdir", None, "Work dir of a trained model (pcl-train --workdir).")
+flags.DEFINE_string(
+    "export_dir", None, "Model base path, e.g. exports/<model_name>; the version is a sub-directory of it."
+)
+flags.DEFINE_integer("version", None, "Version number to write (a positive integer); default: the next free one.")
+FLAGS = flags.FLAGS
+
+
+def _check_flags():
+    """Refuses bad flags before TensorFlow is imported.
+
+    Importing TensorFlow takes seconds and writes log lines to stderr whatever
+    TF_CPP_MIN_LOG_LEVEL says; a mistyped flag should cost neither. These are cheap file-system
+    checks; the library (``pcl_tf.export.check_destination``, ``experiment.load_trained``) makes
+    the complete ones again before anything is written.
+    """
+    if not FLAGS.workdir:
+        raise ValueError("give --workdir=DIR, the work dir of a trained model (pcl-train --workdir)")
+    if not FLAGS.export_dir:
+        raise ValueError("give --export_dir=DIR, e.g. exports/<model_name>; versions are written under it")
+    if FLAGS.version is not None and FLAGS.version < 1:
+        raise ValueError(f"--version={FLAGS.version} is not a positive integer; TF Serving versions are 1, 2, ...")
+    if not os.path.isdir(FLAGS.workdir):
+        raise ValueError(f"work dir {FLAGS.workdir} does not exist; train one with pcl-train --workdir={FLAGS.workdir}")
+    base = os.path.abspath(FLAGS.export_dir)
+    existing = base
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"cannot use --export_dir={FLAGS.export_dir}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to --export_dir={FLAGS.export_dir}: {existing} is not writable")
+    if FLAGS.version is not None and os.path.exists(os.path.join(base, str(FLAGS.version))):
+        raise ValueError(
+            f"version {FLAGS.version} already exists in {base}; exports are never overwritten: "
+            "choose another --version or leave it out to write the next free one"
+        )
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]}; flags look like --export_dir=DIR")
+    _check_flags()
+    from pcl_tf import export  # pylint: disable=g-import-not-at-top  (TensorFlow loads here)
+
+    path = export.export_workdir(FLAGS.workdir, FLAGS.export_dir, FLAGS.version)
+    metadata = export.read_metadata(path)
+    signature = metadata["signatures"][export.SIGNATURE_FLOAT]
+    spec = signature["inputs"][export.INPUT_NAME]
+    base = os.path.dirname(path)
+    what = f"{metadata['dataset']}, {metadata['model']}"
+    print(f"exported {FLAGS.workdir} ({what}) as version {metadata['version']}: {path}")
+    print(
+        f"signatures: {export.SIGNATURE_FLOAT} ({export.INPUT_NAME}: float32 in [0, 1], shape {spec['shape']}), "
+        f"{export.SIGNATURE_UINT8} (uint8 0..255); outputs: {', '.join(sorted(signature['outputs']))}"
+    )
+    if metadata["reports"]:
+        print(f"reports: {', '.join(metadata['reports'])} (in {export.METADATA_DIR}/)")
+    print(
+        f"serve: tensorflow_model_server --rest_api_port=8501 --model_name={os.path.basename(base)} "
+        f"--model_base_path={base}"
+    )
+
+
+def run():
+    common.run(main, PROG, errors=common.USAGE_ERRORS)
+
+
+if __name__ == "__main__":
+    run()
