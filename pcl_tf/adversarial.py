@@ -19,7 +19,7 @@ images alone.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Callable
 
 import tensorflow as tf
 
@@ -42,13 +42,20 @@ def fgsm(loss_fn: LossFn, x, y, eps) -> tf.Tensor:
     return tf.clip_by_value(x + eps * _signed_gradient(loss_fn, x, y), 0.0, 1.0)
 
 
-def pgd(loss_fn: LossFn, x, y, eps, steps: int, step_size, random_start: bool = True, seed: Optional[int] = None):
-    """L∞ PGD from a uniform random start; every iterate stays in the ε-ball and in [0, 1]."""
+def pgd(loss_fn: LossFn, x, y, eps, steps: int, step_size, random_start: bool = True, seed=None):
+    """L∞ PGD from a uniform random start; every iterate stays in the ε-ball and in [0, 1].
+
+    ``seed``: None draws the start from TensorFlow's global random state (as CleverHans does);
+    a shape-(2,) integer tensor draws it statelessly from that seed, so that one compiled
+    function gives a different, reproducible start per seed (random restarts).
+    """
     x = tf.convert_to_tensor(x)
     eps = tf.cast(eps, x.dtype)
     step_size = tf.cast(step_size, x.dtype)
-    if random_start:
-        x_adv = x + tf.random.uniform(tf.shape(x), -eps, eps, dtype=x.dtype, seed=seed)
+    if random_start and seed is not None:
+        x_adv = x + tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps, dtype=x.dtype)
+    elif random_start:
+        x_adv = x + tf.random.uniform(tf.shape(x), -eps, eps, dtype=x.dtype)
     else:
         x_adv = x
     x_adv = tf.clip_by_value(x_adv, 0.0, 1.0)

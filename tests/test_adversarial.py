@@ -7,6 +7,7 @@ import tensorflow as tf
 from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 
 from pcl_tf import adversarial, training
+from synthetic import robust_and_non_robust
 
 
 @pytest.fixture(scope="module")
@@ -112,24 +113,11 @@ def test_bad_settings(kwargs, message):
         adversarial.AdversarialAugmentation(**kwargs)
 
 
-def _robust_and_non_robust_data(n, seed):
-    """Two classes, sign s. The left half carries the label robustly but noisily
-    (0.5 ± 0.25 + N(0, 0.25) per pixel); the right half carries it perfectly but with an
-    amplitude of 0.04, which any ε > 0.04 erases. Plain training leans on the right half."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n).astype(np.int32)
-    s = (2 * y - 1)[:, None, None]
-    x = np.empty((n, 8, 8), np.float32)
-    x[:, :, :4] = 0.5 + 0.25 * s + rng.normal(0, 0.25, (n, 8, 4))
-    x[:, :, 4:] = 0.5 + 0.04 * s + rng.normal(0, 0.005, (n, 8, 4))
-    return np.clip(x, 0, 1)[..., None], y
-
-
 def test_fgsm_adversarial_training_raises_robust_accuracy_on_a_tiny_problem():
     from pcl_tf.attacks import cleverhans_compat
 
-    x_train, y_train = _robust_and_non_robust_data(2000, 0)
-    x_test, y_test = _robust_and_non_robust_data(500, 1)
+    x_train, y_train = robust_and_non_robust(2000, 0)
+    x_test, y_test = robust_and_non_robust(500, 1)
     robust = {}
     for name, adversary in [("plain", None), ("fgsm", adversarial.AdversarialAugmentation("fgsm", 0.1, 0.1))]:
         keras.utils.set_random_seed(0)

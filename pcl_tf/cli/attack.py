@@ -14,13 +14,14 @@ Markdown table and writes it, with the JSON report, next to each model (or to --
 
 from __future__ import annotations
 
+import glob
 import os
 
 from pcl_tf.cli import common  # sets the TensorFlow log level first
 
 from absl import flags  # noqa: E402
 
-from pcl_tf import attacks, data, experiment, io_utils, report, robustness  # noqa: E402
+from pcl_tf import attacks, audit, data, experiment, io_utils, report, robustness  # noqa: E402
 
 PROG = "pcl-attack"
 
@@ -37,6 +38,7 @@ flags.DEFINE_string("source_workdir", None, "Craft on this model, score on --wor
 flags.DEFINE_string("output", None, "Report path without extension; default <workdir>/reports/<name>.")
 flags.DEFINE_string("data_dir", None, "TFDS data dir; default: the one the model was trained with.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_bool("audit", True, "Run the gradient-masking audit on every white-box evaluation.")
 flags.DEFINE_bool("transfer", False, "Transfer matrix (paper Table 6) over the --workdir models with the first --method.")
 flags.DEFINE_string("plot_features", None, "Write Fig. 1 (2-D penultimate features, clean vs PGD) of each model to this PNG.")
 FLAGS = flags.FLAGS
@@ -120,6 +122,13 @@ def main(argv):
                 source_workdir=FLAGS.source_workdir, progress=FLAGS.progress,
                 num_examples=FLAGS.num_examples or None,
             ))
+        if FLAGS.audit and source is None:
+            stats = audit.measure(model, dataset, reports[0]["eps"])
+            checks = audit.run_checks(reports, black_reports=_black_box_reports(workdir), stats=stats)
+            for r in reports:
+                r["audit"] = {"checks": audit.to_json(checks), "statistics": stats}
+            print(f"\ngradient-masking audit of {workdir}:")
+            print("\n".join(c.line() for c in checks))
         if not FLAGS.output:
             threat = "blackbox" if source is not None else "whitebox"
             report.write(os.path.join(workdir, "reports", f"{threat}_{'_'.join(methods)}"), reports)
@@ -133,6 +142,14 @@ def main(argv):
     print()
     print("Accuracy (%) on clean and attacked test images; worst case = survived every attack run:")
     print(report.markdown_table(all_reports))
+
+
+def _black_box_reports(workdir):
+    """Earlier black-box (transfer) reports of this model, for the white-vs-black-box check."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(workdir, "reports", "blackbox_*.json"))):
+        found += io_utils.read_json(path)
+    return found
 
 
 def _load_same_dataset():
