@@ -157,3 +157,45 @@ def transfer_table(matrix: Dict[str, Dict[str, float]], method: str, eps: float)
     for source, row in matrix.items():
         lines.append(f"| {source} | " + " | ".join(_pct(row[t]) for t in targets) + " |")
     return "\n".join(lines) + "\n"
+
+
+STRONG_COLUMNS = ("adaptive", "feature", "apgd-ce", "apgd-t", "square", "pgd-restarts")
+PAPER_COLUMNS = ("fgsm", "bim", "cw", "mim", "pgd")
+
+
+def comparison_table(reports: List[Dict]) -> str:
+    """Paper Table 2 layout over several models, one block per ε: clean; white-box FGSM, BIM,
+    C&W, MIM, PGD; black-box (transfer) the same; then the strong and adaptive attacks; and the
+    worst case over every white-box attack. When a model has several reports of one kind at
+    one ε, the latest wins per attack."""
+    cells: Dict[tuple, Dict[str, float]] = {}
+    clean: Dict[tuple, float] = {}
+    worst: Dict[tuple, float] = {}
+    for r in sorted(reports, key=lambda r: r.get("environment", {}).get("date", "")):
+        key = (r["eps"], r["model"]["workdir"])
+        clean.setdefault(key, r["clean_accuracy"])
+        black = r["threat_model"] == "black-box"
+        for method, attack in r["attacks"].items():
+            column = ("bb " if black else "") + method
+            cells.setdefault(key, {})[column] = attack["robust_accuracy"]
+        if not black:
+            worst[key] = min(worst.get(key, 1.0), r["worst_case"]["robust_accuracy"])
+    present = {c for row in cells.values() for c in row}
+    columns = [m for m in PAPER_COLUMNS if m in present]
+    columns += ["bb " + m for m in PAPER_COLUMNS if "bb " + m in present]
+    columns += [m for m in STRONG_COLUMNS if m in present]
+    header = ["ε", "model", "clean"] + [_column_label(c) for c in columns] + ["worst case (white-box)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key in sorted(cells):
+        row = cells[key]
+        values = [_pct(row[c]) if c in row else "–" for c in columns]
+        lines.append("| " + " | ".join([f"{key[0]:g}", key[1], _pct(clean[key])] + values +
+                                        [_pct(worst[key]) if key in worst else "–"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _column_label(column: str) -> str:
+    black = column.startswith("bb ")
+    method = column[3:] if black else column
+    label = LABELS.get(method, method.upper() if method.startswith("apgd") else method)
+    return f"{label} (black-box)" if black else label

@@ -27,6 +27,10 @@ PROG = "pcl-attack"
 
 flags.DEFINE_list("workdir", None, "Work dir(s) of trained models to evaluate (comma-separated).")
 flags.DEFINE_list("method", ["fgsm", "pgd"], f"Attacks: {', '.join(attacks.METHODS)}, or all.")
+flags.DEFINE_enum("suite", None, ["paper", "standard", "full"],
+                  "Instead of --method: paper = FGSM, BIM, C&W, MIM, PGD; standard = APGD-CE, APGD-T, Square "
+                  "(AutoAttack's standard suite); full = both plus the adaptive, feature-space and PGD-restarts attacks.")
+flags.DEFINE_list("compare", None, "Print one Table-2-style table from the reports already in these work dirs.")
 flags.DEFINE_list("eps", None, "L-inf budget(s) in [0, 1] pixel units; default: the paper's for the dataset.")
 flags.DEFINE_integer("steps", None, "Iterations of BIM/MIM/PGD (default 10) or C&W (default 1000).")
 flags.DEFINE_float("step_size", None, "Step of BIM/MIM/PGD; default eps/10.")
@@ -44,7 +48,18 @@ flags.DEFINE_string("plot_features", None, "Write Fig. 1 (2-D penultimate featur
 FLAGS = flags.FLAGS
 
 
+SUITES = {
+    "paper": attacks.PAPER_METHODS,
+    "standard": ("apgd-ce", "apgd-t", "square"),
+    "full": attacks.PAPER_METHODS + attacks.ADAPTIVE_METHODS + attacks.STRONG_METHODS,
+}
+
+
 def _methods():
+    if FLAGS.suite:
+        if FLAGS["method"].present:
+            raise ValueError("give either --suite or --method, not both")
+        return list(SUITES[FLAGS.suite])
     methods = [m.strip().lower() for m in FLAGS.method]
     if methods == ["all"]:
         return list(attacks.METHODS)
@@ -73,6 +88,8 @@ def _parse_eps():
 
 
 def _check_flags():
+    if FLAGS.compare:
+        return
     if not FLAGS.workdir:
         raise ValueError("give --workdir=DIR (a pcl-train work dir), or several separated by commas")
     if FLAGS.steps is not None and FLAGS.steps <= 0:
@@ -90,6 +107,8 @@ def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}; flags look like --method=pgd")
     _check_flags()
+    if FLAGS.compare:
+        return _compare()
     methods = _methods()
     if FLAGS.transfer:
         return _transfer(methods[0])
@@ -142,6 +161,21 @@ def main(argv):
     print()
     print("Accuracy (%) on clean and attacked test images; worst case = survived every attack run:")
     print(report.markdown_table(all_reports))
+
+
+def _compare():
+    reports = []
+    for workdir in FLAGS.compare:
+        paths = sorted(glob.glob(os.path.join(workdir, "reports", "*box_*.json")))
+        if not paths:
+            raise ValueError(f"{workdir} has no reports yet; run pcl-attack --workdir={workdir} first")
+        for path in paths:
+            reports += io_utils.read_json(path)
+    table = report.comparison_table(reports)
+    if FLAGS.output:
+        io_utils.write_text_atomic(FLAGS.output + ".md", table)
+    print("Accuracy (%) per model and ε, paper Table 2 layout, strong and adaptive attacks as extra columns:")
+    print(table)
 
 
 def _black_box_reports(workdir):
