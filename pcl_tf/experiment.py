@@ -150,19 +150,25 @@ def compile_model(model: training.PCLModel, config, steps_per_epoch: int) -> Non
     )
 
 
-def _checkpoint(model: training.PCLModel, epoch: tf.Variable) -> tf.train.Checkpoint:
-    return tf.train.Checkpoint(epoch=epoch, **model.checkpoint_items())
+def _checkpoint(model: training.PCLModel, epoch: tf.Variable, seconds: tf.Variable) -> tf.train.Checkpoint:
+    return tf.train.Checkpoint(epoch=epoch, train_seconds=seconds, **model.checkpoint_items())
 
 
 class _EpochCheckpoint(keras.callbacks.Callback):
-    """Saves a checkpoint (network, centroids, optimizers, finished-epoch count) every N epochs."""
+    """Saves a checkpoint (network, centroids, optimizers, finished-epoch count and the training
+    seconds spent so far, over every resume) every N epochs."""
 
-    def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable, every: int, last: int):
+    def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable, seconds: tf.Variable,
+                 every: int, last: int):
         super().__init__()
-        self.manager, self.epoch, self.every, self.last = manager, epoch, every, last
+        self.manager, self.epoch, self.seconds, self.every, self.last = manager, epoch, seconds, every, last
+
+    def on_train_begin(self, logs=None):
+        self._start, self._seconds_before = time.time(), float(self.seconds.numpy())
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.assign(epoch + 1)
+        self.seconds.assign(self._seconds_before + time.time() - self._start)
         if (epoch + 1) % self.every == 0 or epoch + 1 == self.last:
             self.manager.save(checkpoint_number=epoch + 1)
 
@@ -233,11 +239,17 @@ def train_and_evaluate(
         model = build_model(config)
         compile_model(model, config, steps_per_epoch)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
     manager = tf.train.CheckpointManager(
-        _checkpoint(model, epoch), os.path.join(workdir, CHECKPOINT_DIR), max_to_keep=3
+        _checkpoint(model, epoch, seconds), os.path.join(workdir, CHECKPOINT_DIR), max_to_keep=3
     )
     if manager.latest_checkpoint:
-        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        # Every part of the model and both optimizers must be in the checkpoint; the bookkeeping
+        # (epoch, seconds) may predate a field and then starts from its default.
+        manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        tf.train.Checkpoint(**model.checkpoint_items()).restore(
+            manager.latest_checkpoint
+        ).assert_existing_objects_matched()
     initial_epoch = int(epoch.numpy())
 
     start = time.time()
@@ -249,7 +261,7 @@ def train_and_evaluate(
                 init_dataset=train_ds if config.pcl.centroid_init == "class_means" else None,
             ),
             training.NonFiniteGuard(steps_per_epoch),  # before the checkpoint: a NaN epoch is never saved
-            _EpochCheckpoint(manager, epoch, config.train.checkpoint_every_epochs, config.train.epochs),
+            _EpochCheckpoint(manager, epoch, seconds, config.train.checkpoint_every_epochs, config.train.epochs),
             keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False),
         ]
         fit = model.fit(
@@ -275,7 +287,7 @@ def train_and_evaluate(
         "resumed_from_epoch": initial_epoch,
         "steps_per_epoch": steps_per_epoch,
         "replicas": strategy.num_replicas_in_sync,
-        "train_seconds": round(train_seconds + previous.get("train_seconds", 0.0), 1),
+        "train_seconds": round(float(seconds.numpy()), 1),  # all sessions, from the checkpoint
         "train_examples_per_second": (
             round((config.train.epochs - initial_epoch) * steps_per_epoch * config.train.batch_size / train_seconds, 1)
             if history

@@ -63,6 +63,8 @@ def test_rerun_resumes_instead_of_retraining_and_load_trained_restores(tmp_path)
     assert first["resumed_from_epoch"] == 0 and len(first["history"]["loss"]) == 1
     assert second["resumed_from_epoch"] == 1 and len(second["history"]["loss"]) == 2
     assert third["resumed_from_epoch"] == 2 and third["test"] == second["test"]
+    # The training budget survives resumes: seconds accumulate in the checkpoint.
+    assert 0 < first["train_seconds"] < second["train_seconds"] == third["train_seconds"]
     assert loaded_config.train.epochs == 2
     assert float(model.pc_active) == 1.0  # warm-up (1 epoch) is over, carried by the checkpoint
 
