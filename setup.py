@@ -33,7 +33,8 @@ setuptools.setup(
         "ml_collections>=0.1.1",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # ART: an independent APGD to cross-check ours against (tests/test_apgd_vs_art.py).
+        "test": ["pytest>=7", "adversarial-robustness-toolbox==1.20.1"],
         "plots": ["matplotlib>=3.5"],
     },
     entry_points={

@@ -1,10 +1,12 @@
-"""Adversarial attacks: CleverHans TF2 (with Keras 3 fixes) and PCL-aware adaptive attacks, one registry."""
+"""Adversarial attacks: CleverHans TF2 (with Keras 3 fixes), PCL-aware adaptive attacks and the strong
+attacks (APGD-CE, APGD-T, Square, PGD with restarts), one registry."""
 
 from pcl_tf.attacks.registry import (  # noqa: F401
     ADAPTIVE_METHODS,
     METHODS,
     NORMS,
     PAPER_METHODS,
+    STRONG_METHODS,
     Attack,
     default_params,
     make_attack,

@@ -7,6 +7,12 @@ bound, plus whether it needs the prototypes. Inputs and outputs are float32 imag
 ``feature``). Paper settings (Table 2): ε = 0.3 for (F-)MNIST and 0.03 for CIFAR/SVHN; BIM, MIM and
 PGD 10 iterations of ε/10 (PGD from a random start); C&W-L2 1000 iterations at learning rate
 0.01 with initial constant c = 10 for (F-)MNIST and 0.1 for CIFAR/SVHN (one search round).
+
+Strong attacks (DESIGN.md §3), at the same ε, with AutoAttack's standard settings (Croce & Hein,
+ICML 2020): APGD-CE 100 iterations, 1 restart; APGD-T (targeted DLR) 100 iterations on each of 9
+target classes, 1 restart; Square 5000 queries, p_init 0.8; plus L∞ CE-PGD with 5 random restarts
+of 10 steps of 2.5·ε/10. For APGD ``steps`` overrides the iterations (its step size is adaptive:
+``step_size`` is not used); for Square it overrides the query budget.
 """
 
 from __future__ import annotations
@@ -15,17 +21,21 @@ import dataclasses
 import functools
 from typing import Callable, Dict, Optional
 
-from pcl_tf.attacks import adaptive
+from pcl_tf.attacks import adaptive, apgd, square
 from pcl_tf.attacks import cleverhans_compat as ch
 
 # Order of the paper's Table 2, then the attacks that know the defence.
 PAPER_METHODS = ("fgsm", "bim", "cw", "mim", "pgd")
 ADAPTIVE_METHODS = ("adaptive", "feature")
-METHODS = PAPER_METHODS + ADAPTIVE_METHODS
-NORMS = {"fgsm": "linf", "bim": "linf", "mim": "linf", "pgd": "linf", "cw": "l2", "adaptive": "linf", "feature": "linf"}
+# AutoAttack's standard order (APGD-CE, APGD-T, Square), then PGD with random restarts.
+STRONG_METHODS = ("apgd-ce", "apgd-t", "square", "pgd-restarts")
+METHODS = PAPER_METHODS + ADAPTIVE_METHODS + STRONG_METHODS
+NORMS = {"fgsm": "linf", "bim": "linf", "mim": "linf", "pgd": "linf", "cw": "l2", "adaptive": "linf", "feature": "linf",
+         "apgd-ce": "linf", "apgd-t": "linf", "square": "linf", "pgd-restarts": "linf"}
 _FUNCTIONS = {
     "fgsm": ch.fgsm, "bim": ch.bim, "mim": ch.mim, "pgd": ch.pgd, "cw": ch.cw_l2,
     "adaptive": adaptive.adaptive_pc, "feature": adaptive.feature_space,
+    "apgd-ce": apgd.apgd_ce, "apgd-t": apgd.apgd_t, "square": square.square, "pgd-restarts": apgd.pgd_restarts,
 }
 
 
@@ -69,6 +79,16 @@ def default_params(
     eps = paper_eps(dataset) if eps is None else float(eps)
     if method == "fgsm":
         return {"eps": eps}
+    if method == "apgd-ce":
+        return {"eps": eps, "steps": 100 if steps is None else int(steps), "restarts": 1}
+    if method == "apgd-t":
+        return {"eps": eps, "steps": 100 if steps is None else int(steps), "n_target_classes": 9, "restarts": 1}
+    if method == "square":
+        return {"eps": eps, "queries": 5000 if steps is None else int(steps), "p_init": 0.8}
+    if method == "pgd-restarts":
+        steps = 10 if steps is None else int(steps)
+        return {"eps": eps, "steps": steps, "step_size": 2.5 * eps / steps if step_size is None else float(step_size),
+                "restarts": 5}
     params = {
         "eps": eps,
         "steps": 10 if steps is None else int(steps),
@@ -82,6 +102,6 @@ def make_attack(method: str, params: Dict[str, float], seed: Optional[int] = Non
     if method not in _FUNCTIONS:
         raise ValueError(f"unknown attack {method!r}; choose one of {', '.join(METHODS)} or all")
     kwargs = dict(params)
-    if method in ("pgd",) + ADAPTIVE_METHODS and seed is not None:
+    if method in ("pgd",) + ADAPTIVE_METHODS + STRONG_METHODS and seed is not None:
         kwargs["seed"] = seed
     return Attack(method, functools.partial(_FUNCTIONS[method], **kwargs), method in ADAPTIVE_METHODS)
