@@ -45,6 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data_dir = ""  # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
     c.model = "cnn6"
     c.seed = 0
+    # Seeds plus TensorFlow op determinism: a killed and resumed run ends with the same
+    # weights as an uninterrupted one (slower on some GPU ops).
+    c.deterministic = False
     # XLA is slower than plain TF graphs on CPU (DESIGN.md §4); set it explicitly.
     c.jit_compile = False
 
@@ -87,6 +90,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.lr_decay_factor = 0.1
     c.train.num_examples = 0  # 0 = the whole training split
     c.train.checkpoint_every_epochs = 1
+    c.train.checkpoint_every_steps = 100  # a killed run loses at most this many steps; 0 = epochs only
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 500

@@ -20,7 +20,7 @@ import keras
 import ml_collections
 import tensorflow as tf
 
-from pcl_tf import adversarial, data, evaluation, io_utils, models, training
+from pcl_tf import adversarial, checkpointing, data, evaluation, io_utils, models, training
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -74,6 +74,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "train.weight_decay": config.train.weight_decay,
         "train.num_examples": config.train.num_examples,
         "eval.num_examples": config.eval.num_examples,
+        "train.checkpoint_every_steps": config.train.checkpoint_every_steps,
         "pcl.pull_weight": config.pcl.pull_weight,
         "pcl.push_weight": config.pcl.push_weight,
         "pcl.push_margin": config.pcl.push_margin,
@@ -150,27 +151,18 @@ def compile_model(model: training.PCLModel, config, steps_per_epoch: int) -> Non
     )
 
 
-def _checkpoint(model: training.PCLModel, epoch: tf.Variable, seconds: tf.Variable) -> tf.train.Checkpoint:
-    return tf.train.Checkpoint(epoch=epoch, train_seconds=seconds, **model.checkpoint_items())
-
-
-class _EpochCheckpoint(keras.callbacks.Callback):
-    """Saves a checkpoint (network, centroids, optimizers, finished-epoch count and the training
-    seconds spent so far, over every resume) every N epochs."""
-
-    def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable, seconds: tf.Variable,
-                 every: int, last: int):
-        super().__init__()
-        self.manager, self.epoch, self.seconds, self.every, self.last = manager, epoch, seconds, every, last
-
-    def on_train_begin(self, logs=None):
-        self._start, self._seconds_before = time.time(), float(self.seconds.numpy())
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch.assign(epoch + 1)
-        self.seconds.assign(self._seconds_before + time.time() - self._start)
-        if (epoch + 1) % self.every == 0 or epoch + 1 == self.last:
-            self.manager.save(checkpoint_number=epoch + 1)
+def _train_data(config, seed: int) -> tf.data.Dataset:
+    """One epoch of training batches, shuffled (and augmented where the dataset has it) by ``seed``."""
+    return data.load(
+        config.dataset,
+        "train",
+        batch_size=config.train.batch_size,
+        data_dir=config.data_dir or None,
+        shuffle=True,
+        augment=True,
+        seed=seed,
+        num_examples=config.train.num_examples or None,
+    )
 
 
 def check_workdir_matches(workdir: str, config) -> None:
@@ -212,18 +204,11 @@ def train_and_evaluate(
     os.makedirs(workdir, exist_ok=True)
     io_utils.write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
 
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
     info = data.info(config.dataset)
-    train_ds = data.load(
-        config.dataset,
-        "train",
-        batch_size=config.train.batch_size,
-        data_dir=data_dir,
-        shuffle=True,
-        augment=True,
-        seed=config.seed,
-        num_examples=config.train.num_examples or None,
-    )
+    train_ds = _train_data(config, seed=config.seed)
     test_ds = data.load(
         config.dataset,
         "test",
@@ -238,41 +223,51 @@ def train_and_evaluate(
     with strategy.scope():
         model = build_model(config)
         compile_model(model, config, steps_per_epoch)
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
-    manager = tf.train.CheckpointManager(
-        _checkpoint(model, epoch, seconds), os.path.join(workdir, CHECKPOINT_DIR), max_to_keep=3
-    )
-    if manager.latest_checkpoint:
-        # Every part of the model and both optimizers must be in the checkpoint; the bookkeeping
-        # (epoch, seconds) may predate a field and then starts from its default.
-        manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        tf.train.Checkpoint(**model.checkpoint_items()).restore(
-            manager.latest_checkpoint
-        ).assert_existing_objects_matched()
-    initial_epoch = int(epoch.numpy())
+        state = checkpointing.RunState.create()
+    manager = checkpointing.make_manager(model, state, os.path.join(workdir, CHECKPOINT_DIR))
+    checkpointing.restore_latest(manager, model)
+    if int(state.step.numpy()) == 0 and int(state.epoch.numpy()) > 0:  # checkpoints that counted epochs only
+        state.step.assign(int(state.epoch.numpy()) * steps_per_epoch)
+    done_steps = resumed_from_step = int(state.step.numpy())
+    initial_epoch, step_in_epoch = divmod(done_steps, steps_per_epoch)
 
     start = time.time()
-    history = {}
+    history: Dict[str, list] = {}
+    callbacks = [
+        training.PCLSchedule(
+            config.train.warmup_epochs,
+            # Its own pipeline (another seed): iterating the training pipeline here would
+            # advance its shuffling and make a resumed run see other batches than a whole one.
+            init_dataset=_train_data(config, seed=config.seed + 1) if config.pcl.centroid_init == "class_means" else None,
+        ),
+        training.NonFiniteGuard(steps_per_epoch),  # before the checkpoint: a diverged step is never saved
+        checkpointing.StepCheckpoint(manager, state, config.train.checkpoint_every_steps,
+                                     config.train.checkpoint_every_epochs, config.train.epochs),
+        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False),
+    ]
+    # The data order is a function of the global step alone: a fresh seeded pipeline, repeated,
+    # then skipped to the step the run resumes from. A run killed mid-epoch and resumed sees exactly
+    # the batches an uninterrupted run would have.
+    segments = []
+    if initial_epoch < config.train.epochs and step_in_epoch:
+        segments.append((initial_epoch, initial_epoch + 1, steps_per_epoch - step_in_epoch, done_steps))
+        initial_epoch, done_steps = initial_epoch + 1, (initial_epoch + 1) * steps_per_epoch
     if initial_epoch < config.train.epochs:
-        callbacks = [
-            training.PCLSchedule(
-                config.train.warmup_epochs,
-                init_dataset=train_ds if config.pcl.centroid_init == "class_means" else None,
-            ),
-            training.NonFiniteGuard(steps_per_epoch),  # before the checkpoint: a NaN epoch is never saved
-            _EpochCheckpoint(manager, epoch, seconds, config.train.checkpoint_every_epochs, config.train.epochs),
-            keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False),
-        ]
+        segments.append((initial_epoch, config.train.epochs, steps_per_epoch, done_steps))
+    for first_epoch, end_epoch, steps, skip in segments:
+        # A new pipeline per segment: a second iterator over the same dataset object would
+        # continue its reshuffling sequence instead of starting it over.
+        segment_data = train_ds if skip == 0 else _train_data(config, seed=config.seed)
         fit = model.fit(
-            train_ds,
-            epochs=config.train.epochs,
-            initial_epoch=initial_epoch,
+            segment_data.repeat().skip(skip),
+            epochs=end_epoch,
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps,
             callbacks=callbacks,
             verbose=verbose,
             shuffle=False,  # data.load already shuffles (seeded, every epoch)
         )
-        history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+        history = _merge_history(history, {k: [float(v) for v in values] for k, values in fit.history.items()})
     train_seconds = time.time() - start
 
     test = evaluation.clean_accuracy(model, test_ds)
@@ -284,12 +279,13 @@ def train_and_evaluate(
         "pcl_mode": config.pcl.mode if config.pcl.branches else None,
         "epochs": config.train.epochs,
         "warmup_epochs": config.train.warmup_epochs,
-        "resumed_from_epoch": initial_epoch,
+        "resumed_from_step": int(resumed_from_step),
+        "resumed_from_epoch": int(resumed_from_step) // steps_per_epoch,
         "steps_per_epoch": steps_per_epoch,
         "replicas": strategy.num_replicas_in_sync,
-        "train_seconds": round(float(seconds.numpy()), 1),  # all sessions, from the checkpoint
+        "train_seconds": round(float(state.seconds.numpy()), 1),  # all sessions, from the checkpoint
         "train_examples_per_second": (
-            round((config.train.epochs - initial_epoch) * steps_per_epoch * config.train.batch_size / train_seconds, 1)
+            round((config.train.epochs * steps_per_epoch - resumed_from_step) * config.train.batch_size / train_seconds, 1)
             if history
             else previous.get("train_examples_per_second")
         ),
@@ -320,12 +316,10 @@ def load_trained(workdir: str) -> Tuple[training.PCLModel, ml_collections.Config
     if not os.path.exists(config_path):
         raise WorkdirError(f"{workdir} has no {CONFIG_FILE}; is it a pcl-train work dir?")
     config = read_config(config_path)
-    latest = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
-    if latest is None:
-        raise WorkdirError(f"{workdir} has no checkpoint yet; run pcl-train --workdir={workdir} first")
     model = build_model(config)
-    status = tf.train.Checkpoint(**model.checkpoint_items()).restore(latest)
-    status.expect_partial().assert_existing_objects_matched()
+    manager = checkpointing.make_manager(model, checkpointing.RunState.create(), os.path.join(workdir, CHECKPOINT_DIR))
+    if checkpointing.restore_latest(manager, model) is None:
+        raise WorkdirError(f"{workdir} has no checkpoint yet; run pcl-train --workdir={workdir} first")
     return model, config
 
 

@@ -240,8 +240,8 @@ class PCLSchedule(keras.callbacks.Callback):
     """Switches the PC terms on after ``warmup_epochs`` of CE alone (Algorithm 1, T').
 
     With ``init_dataset``, the prototypes are set to the class means of the features at that
-    moment (see :meth:`PCLModel.init_centroids_from_class_means`); a run resumed after the
-    switch keeps the centroids its checkpoint holds.
+    moment (see :meth:`PCLModel.init_centroids_from_class_means`), once: a run resumed after
+    the switch keeps the centroids its checkpoint holds.
     """
 
     def __init__(self, warmup_epochs: int, init_dataset=None, init_batches: int = 20):
@@ -251,7 +251,10 @@ class PCLSchedule(keras.callbacks.Callback):
         self.init_batches = int(init_batches)
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.warmup_epochs and self.init_dataset is not None and self.model.pc_layers:
+        switching_on = epoch >= self.warmup_epochs and float(self.model.pc_active.numpy()) == 0.0
+        # Only at the switch itself: a run resumed mid-way through the first joint epoch has
+        # pc_active = 1 in its checkpoint and keeps the centroids it trained.
+        if switching_on and self.init_dataset is not None and self.model.pc_layers:
             self.model.init_centroids_from_class_means(self.init_dataset, self.init_batches)
         self.model.pc_active.assign(1.0 if epoch >= self.warmup_epochs else 0.0)
 

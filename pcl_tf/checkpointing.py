@@ -1,0 +1,104 @@
+"""Checkpoints of a training run: what they hold, when they are written, how a run resumes.
+
+A checkpoint holds the network, the centroids, both optimizers, the PC switch, and the run's
+bookkeeping: ``step`` (optimizer steps done, over all sessions), ``epoch`` (epochs finished) and
+``train_seconds``. :class:`StepCheckpoint` writes one every N steps and every M epochs; TensorFlow
+writes each checkpoint under a temporary name and renames it, and the ``checkpoint`` index file
+is replaced atomically, so a run killed at any moment leaves the previous checkpoint intact.
+:func:`restore_latest` falls back to an older checkpoint, naming the file, when the newest one
+cannot be read (truncated or corrupt).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Optional
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+
+class CheckpointError(ValueError):
+    """No checkpoint of a work dir could be read; the message names the files."""
+
+
+@dataclasses.dataclass
+class RunState:
+    """Bookkeeping variables saved with every checkpoint."""
+
+    step: tf.Variable
+    epoch: tf.Variable
+    seconds: tf.Variable
+
+    @classmethod
+    def create(cls) -> "RunState":
+        return cls(
+            step=tf.Variable(0, dtype=tf.int64, trainable=False, name="step"),
+            epoch=tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch"),
+            seconds=tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds"),
+        )
+
+
+def make_manager(model, state: RunState, directory: str, max_to_keep: int = 3) -> tf.train.CheckpointManager:
+    checkpoint = tf.train.Checkpoint(
+        step=state.step, epoch=state.epoch, train_seconds=state.seconds, **model.checkpoint_items()
+    )
+    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
+
+
+def restore_latest(manager: tf.train.CheckpointManager, model) -> Optional[str]:
+    """Restores the newest readable checkpoint and returns its path (None: fresh start).
+
+    Every part of the model and both optimizers must be in it; the bookkeeping may predate a
+    field and then keeps its default. An unreadable checkpoint is reported by name and the
+    next older one is tried; if none can be read, :class:`CheckpointError` names them all.
+    """
+    failures = []
+    for path in reversed(manager.checkpoints):
+        try:
+            manager.checkpoint.restore(path).expect_partial()
+            tf.train.Checkpoint(**model.checkpoint_items()).restore(path).assert_existing_objects_matched()
+        except Exception as e:  # noqa: BLE001 - a torn file fails in many ways (IndexError, DataLossError, ...)
+            reason = " ".join(str(e).split())[:200]
+            logging.warning("checkpoint %s cannot be read (%s); trying the one before it", path, reason)
+            failures.append(f"{path} ({reason})")
+            continue
+        if failures:
+            logging.warning("resumed from %s; unreadable newer checkpoints: %s", path, "; ".join(failures))
+        return path
+    if failures:
+        raise CheckpointError(
+            "no checkpoint could be read: " + "; ".join(failures)
+            + ". Move the checkpoints/ folder aside to train from scratch"
+        )
+    return None
+
+
+class StepCheckpoint(keras.callbacks.Callback):
+    """Counts steps and seconds; saves every ``every_steps`` steps (0: never mid-epoch), every
+    ``every_epochs`` epochs and after the last epoch. Put it after
+    :class:`pcl_tf.training.NonFiniteGuard`, so that a diverged step is never saved."""
+
+    def __init__(self, manager, state: RunState, every_steps: int, every_epochs: int, last_epoch: int):
+        super().__init__()
+        self.manager, self.state = manager, state
+        self.every_steps, self.every_epochs, self.last_epoch = int(every_steps), int(every_epochs), int(last_epoch)
+
+    def on_train_begin(self, logs=None):
+        self._start, self._seconds_before = time.time(), float(self.state.seconds.numpy())
+
+    def _save(self):
+        self.state.seconds.assign(self._seconds_before + time.time() - self._start)
+        self.manager.save(checkpoint_number=int(self.state.step.numpy()))
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.state.step.assign_add(1).numpy())
+        if self.every_steps and step % self.every_steps == 0:
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state.epoch.assign(epoch + 1)
+        if (epoch + 1) % self.every_epochs == 0 or epoch + 1 == self.last_epoch:
+            self._save()
