@@ -47,46 +47,77 @@ def attack_dataset(
     source=None,
     progress: bool = True,
     num_examples: Optional[int] = None,
-) -> Dict[str, np.ndarray]:
+):
     """Runs every attack on every batch and records per-sample outcomes.
 
-    ``target`` is the :class:`~pcl_tf.training.PCLModel` that is scored; ``source`` (default:
-    ``target``, the white-box setting) the one the adversarial examples are crafted on
-    (black-box/transfer). ``attacks`` is a sequence of :class:`pcl_tf.attacks.Attack`; those that
-    need prototypes get the PCLModel, the others its logits-only twin (built once, so that the
-    attacks' compiled functions are reused from batch to batch).
+    ``target`` is the :class:`~pcl_tf.training.PCLModel` that is scored, or a dict of them (name
+    -> model) scored on the same adversarial images; ``source`` (default: the single target, the
+    white-box setting) is the model the images are crafted on (black-box / transfer), once per
+    batch whatever the number of targets. ``attacks`` is a sequence of
+    :class:`pcl_tf.attacks.Attack`; those that need prototypes get the PCLModel, the others its
+    logits-only twin (built once, so the attacks' compiled functions are reused).
 
-    Returns per-sample arrays: ``clean_correct``, and for each attack ``<name>/correct`` (the
-    target classifies the adversarial image correctly), ``<name>/linf`` and ``<name>/l2`` (the
-    perturbation norms), plus ``<name>/seconds`` (total attack time, a 1-element array).
+    An attack with ``cascade=True`` (the strong suite, as in AutoAttack) runs only on the images
+    no attack before it has broken yet, so its number is the robust accuracy *after it and every
+    attack before it*; the others run on every image and give their own number.
+
+    Returns per-sample arrays (a dict of them per target when ``target`` is a dict):
+    ``clean_correct``, and for each attack ``<name>/correct`` (the target classifies the
+    adversarial image correctly), ``<name>/linf`` and ``<name>/l2`` (perturbation norms, 0 where
+    a cascaded attack did not run), plus ``<name>/seconds`` (attack time, a 1-element array).
     Memory stays bounded: only these per-sample scalars are kept, never the images.
     """
-    source = target if source is None else source
-    target_logits = target.inference_model()
-    source_logits = target_logits if source is target else source.inference_model()
-    predict = tf.function(lambda x: tf.argmax(target_logits(x, training=False), axis=1, output_type=tf.int32))
-    records: Dict[str, list] = {"clean_correct": []}
+    single = not isinstance(target, dict)
+    targets = {"": target} if single else dict(target)
+    if source is None:
+        if not single:
+            raise ValueError("several targets need a source model to craft on (black-box)")
+        source = target
+    logits = {name: model.inference_model() for name, model in targets.items()}
+    source_logits = logits[""] if single and source is target else source.inference_model()
+    predict = {
+        name: tf.function(lambda x, f=f: tf.argmax(f(x, training=False), axis=1, output_type=tf.int32))
+        for name, f in logits.items()
+    }
+    records: Dict[str, Dict[str, list]] = {name: {"clean_correct": []} for name in targets}
     seconds = {attack.name: 0.0 for attack in attacks}
     bar = keras.utils.Progbar(num_examples, unit_name="image", verbose=1 if progress else 0)
     done = 0
     for x, y in dataset:
         y = tf.cast(y, tf.int32)
-        records["clean_correct"].append((predict(x) == y).numpy())
+        robust = {}
+        for name in targets:
+            robust[name] = (predict[name](x) == y).numpy()
+            records[name]["clean_correct"].append(robust[name].copy())
         for attack in attacks:
+            rows = np.arange(len(y))
+            if attack.cascade:
+                rows = np.flatnonzero(np.logical_or.reduce(list(robust.values())))
+            x_adv = x.numpy().copy()
             start = time.time()
-            x_adv = tf.convert_to_tensor(attack.fn(source if attack.needs_prototypes else source_logits, x, y))
+            if len(rows):
+                crafted = attack.fn(source if attack.needs_prototypes else source_logits,
+                                    tf.gather(x, rows), tf.gather(y, rows))
+                x_adv[rows] = np.asarray(crafted)
             seconds[attack.name] += time.time() - start
-            delta = tf.reshape(x_adv - x, [tf.shape(x)[0], -1])
-            name = attack.name
-            records.setdefault(f"{name}/correct", []).append((predict(x_adv) == y).numpy())
-            records.setdefault(f"{name}/linf", []).append(tf.reduce_max(tf.abs(delta), axis=1).numpy())
-            records.setdefault(f"{name}/l2", []).append(tf.norm(delta, axis=1).numpy())
+            delta = (x_adv - x.numpy()).reshape(len(y), -1)
+            for name in targets:
+                correct = (predict[name](tf.constant(x_adv)) == y).numpy()
+                if attack.cascade:
+                    correct &= robust[name]  # broken before: stays broken
+                robust[name] &= correct
+                rec = records[name]
+                rec.setdefault(f"{attack.name}/correct", []).append(correct)
+                rec.setdefault(f"{attack.name}/linf", []).append(np.abs(delta).max(axis=1))
+                rec.setdefault(f"{attack.name}/l2", []).append(np.linalg.norm(delta, axis=1))
         done += int(x.shape[0])
         bar.update(done)
-    results = {key: np.concatenate(values) for key, values in records.items()}
-    for name, value in seconds.items():
-        results[f"{name}/seconds"] = np.array([value])
-    return results
+    results = {}
+    for name, rec in records.items():
+        results[name] = {key: np.concatenate(values) for key, values in rec.items()}
+        for attack_name, value in seconds.items():
+            results[name][f"{attack_name}/seconds"] = np.array([value])
+    return results[""] if single else results
 
 
 def summarize(results: Dict[str, np.ndarray], attack_names) -> Dict:

@@ -10,17 +10,21 @@ import tensorflow as tf
 
 from pcl_tf import io_utils
 
-LABELS = {"fgsm": "FGSM", "bim": "BIM", "cw": "C&W", "mim": "MIM", "pgd": "PGD"}
+LABELS = {"fgsm": "FGSM", "bim": "BIM", "cw": "C&W", "mim": "MIM", "pgd": "PGD", "apgd-ce": "APGD-CE",
+          "apgd-t": "APGD-T", "square": "Square", "pgd-restarts": "PGD-restarts"}
 
 
 def make_report(
     *, workdir: str, config, threat_model: str, source: str, eps: float, methods: Sequence[str],
-    params: Dict[str, Dict], summary: Dict, seed: int,
+    params: Dict[str, Dict], summary: Dict, seed: int, cascade: Sequence[str] = (),
 ) -> Dict:
-    """One evaluation of one model at one ε, with everything needed to rerun and compare it."""
+    """One evaluation of one model at one ε, with everything needed to rerun and compare it.
+
+    ``cascade`` names the attacks that ran only on the images every earlier attack left
+    robust: their robust accuracy is cumulative (AutoAttack's reporting)."""
     attacks = {}
     for name in methods:
-        attacks[name] = {"params": params[name], **summary["attacks"][name]}
+        attacks[name] = {"params": params[name], "cascade": name in cascade, **summary["attacks"][name]}
     return {
         "model": {
             "workdir": workdir,
@@ -58,7 +62,18 @@ def markdown_table(reports: List[Dict]) -> str:
         cells += [_pct(r["attacks"][m]["robust_accuracy"]) if m in r["attacks"] else "–" for m in methods]
         cells.append(_pct(r["worst_case"]["robust_accuracy"]))
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + _cascade_note(reports)
+
+
+def _cascade_note(reports: List[Dict]) -> str:
+    cascaded = []
+    for r in reports:
+        cascaded += [m for m, a in r["attacks"].items() if a.get("cascade") and m not in cascaded]
+    if not cascaded:
+        return ""
+    names = ", ".join(LABELS.get(m, m) for m in cascaded)
+    return (f"\n{names}: run, as in AutoAttack, only on the images every attack to their left left "
+            "robust; their numbers are the robust accuracy after them and everything before.\n")
 
 
 def _pct(value: float) -> str:
@@ -191,11 +206,11 @@ def comparison_table(reports: List[Dict]) -> str:
         values = [_pct(row[c]) if c in row else "–" for c in columns]
         lines.append("| " + " | ".join([f"{key[0]:g}", key[1], _pct(clean[key])] + values +
                                         [_pct(worst[key]) if key in worst else "–"]) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + _cascade_note(reports)
 
 
 def _column_label(column: str) -> str:
     black = column.startswith("bb ")
     method = column[3:] if black else column
-    label = LABELS.get(method, method.upper() if method.startswith("apgd") else method)
+    label = LABELS.get(method, method)
     return f"{label} (black-box)" if black else label

@@ -25,6 +25,17 @@ def evaluate(
     dataset: tf.data.Dataset,
     *,
     workdir: str,
+    **kwargs,
+) -> Dict:
+    """Attacks one model at one ε (white-box, or black-box with ``source``); returns its report.
+    Keyword arguments as for :func:`evaluate_many`."""
+    return evaluate_many({workdir: (target, config)}, dataset, **kwargs)[0]
+
+
+def evaluate_many(
+    targets: Dict[str, tuple],
+    dataset: tf.data.Dataset,
+    *,
     methods: Sequence[str],
     eps: float,
     steps: Optional[int] = None,
@@ -35,34 +46,45 @@ def evaluate(
     source_workdir: Optional[str] = None,
     progress: bool = True,
     num_examples: Optional[int] = None,
-) -> Dict:
-    """Attacks ``target`` with every method at one ε; returns the report dict.
+) -> List[Dict]:
+    """Attacks every model of ``targets`` (work dir -> (PCLModel, config)) at one ε.
 
-    With ``source`` the examples are crafted on that model (black-box / transfer) and scored on
-    ``target``. Every attack sees [0, 1] inputs and the true labels.
+    White-box: one target, attacked through its own gradients. Black-box (``source`` given):
+    the images are crafted once on ``source`` and scored on every target. Every attack sees
+    [0, 1] inputs and the true labels. Returns one report per target.
     """
-    crafted_on = source if source is not None else target
+    if source is None and len(targets) != 1:
+        raise ValueError("white-box evaluation takes one target at a time")
+    first_model, first_config = next(iter(targets.values()))
+    crafted_on = source if source is not None else first_model
     methods = usable_methods(crafted_on, methods)
     params = {
-        m: attacks.default_params(m, config.dataset, eps=eps, steps=steps, step_size=step_size, c=c)
+        m: attacks.default_params(m, first_config.dataset, eps=eps, steps=steps, step_size=step_size, c=c)
         for m in methods
     }
     bound = [attacks.make_attack(m, params[m], seed=seed) for m in methods]
+    models = {workdir: model for workdir, (model, _) in targets.items()}
     results = evaluation.attack_dataset(
-        target, dataset, bound, source=source, progress=progress, num_examples=num_examples
+        models if source is not None else first_model, dataset, bound, source=source,
+        progress=progress, num_examples=num_examples,
     )
-    summary = evaluation.summarize(results, methods)
-    return report.make_report(
-        workdir=workdir,
-        config=config,
-        threat_model="black-box" if source is not None else "white-box",
-        source=source_workdir,
-        eps=eps,
-        methods=methods,
-        params=params,
-        summary=summary,
-        seed=seed,
-    )
+    if source is None:
+        results = {next(iter(targets)): results}
+    return [
+        report.make_report(
+            workdir=workdir,
+            config=config,
+            threat_model="black-box" if source is not None else "white-box",
+            source=source_workdir,
+            eps=eps,
+            methods=methods,
+            params=params,
+            summary=evaluation.summarize(results[workdir], methods),
+            seed=seed,
+            cascade=[a.name for a in bound if a.cascade],
+        )
+        for workdir, (_, config) in targets.items()
+    ]
 
 
 def transfer_matrix(

@@ -98,8 +98,13 @@ def test_white_box_report_schema_and_files(models, test_set, tmp_path):
     report.write(stem, [rep])
     assert json.load(open(stem + ".json"))[0]["eps"] == 0.3
     table = open(stem + ".md").read().splitlines()
-    assert table[0].startswith("| model | threat | ε | n | clean | FGSM | BIM | C&W | MIM | PGD | adaptive | feature |")
-    assert len(table) == 3
+    assert table[0] == ("| model | threat | ε | n | clean | FGSM | BIM | C&W | MIM | PGD | adaptive | feature | "
+                        "APGD-CE | APGD-T | Square | PGD-restarts | worst case |")
+    assert len(table) == 5 and table[4].startswith("APGD-CE, APGD-T, Square, PGD-restarts: run, as in AutoAttack")
+    # Cascaded numbers are cumulative: never above the worst case of the attacks before them.
+    before = min(rep["attacks"][m]["robust_accuracy"] for m in ("fgsm", "bim", "cw", "mim", "pgd", "adaptive", "feature"))
+    assert rep["attacks"]["apgd-ce"]["robust_accuracy"] <= before
+    assert rep["attacks"]["apgd-ce"]["cascade"] and not rep["attacks"]["pgd"]["cascade"]
 
 
 def test_black_box_crafts_on_the_source(models, test_set):
@@ -119,6 +124,12 @@ def test_black_box_crafts_on_the_source(models, test_set):
     assert black["attacks"]["fgsm"]["robust_accuracy"] == pytest.approx(black["clean_accuracy"])
     assert black["attacks"]["fgsm"]["max_linf"] == 0.0
     assert white["attacks"]["fgsm"]["robust_accuracy"] < black["attacks"]["fgsm"]["robust_accuracy"] - 0.3
+    # Several targets: crafted once on the source, one report per target.
+    both = robustness.evaluate_many({"s": (models["softmax"], FakeConfig(False)), "p": (models["pcl"], FakeConfig(True))},
+                                    test_set, methods=["fgsm"], eps=0.3, source=source, source_workdir="blind",
+                                    progress=False)
+    assert [r["model"]["workdir"] for r in both] == ["s", "p"]
+    assert all(r["attacks"]["fgsm"]["robust_accuracy"] == pytest.approx(r["clean_accuracy"]) for r in both)
 
 
 def test_feature_attack_moves_features_toward_the_wrong_prototype(models):

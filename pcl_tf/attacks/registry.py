@@ -44,6 +44,8 @@ class Attack:
     name: str
     fn: Callable  # (model, x, y) -> x_adv
     needs_prototypes: bool
+    # Run only on the images still robust to every attack before it (AutoAttack's sequence).
+    cascade: bool = False
 
 _SMALL_IMAGE_DATASETS = ("mnist", "fashion_mnist")
 
@@ -104,4 +106,5 @@ def make_attack(method: str, params: Dict[str, float], seed: Optional[int] = Non
     kwargs = dict(params)
     if method in ("pgd",) + ADAPTIVE_METHODS + STRONG_METHODS and seed is not None:
         kwargs["seed"] = seed
-    return Attack(method, functools.partial(_FUNCTIONS[method], **kwargs), method in ADAPTIVE_METHODS)
+    return Attack(method, functools.partial(_FUNCTIONS[method], **kwargs), method in ADAPTIVE_METHODS,
+                  cascade=method in STRONG_METHODS)

@@ -114,44 +114,12 @@ def main(argv):
         return _transfer(methods[0])
     if FLAGS.plot_features:
         return _plot_features()
-    source, source_config = None, None
     if FLAGS.source_workdir:
-        source, source_config = experiment.load_trained(FLAGS.source_workdir)
-    all_reports = []
-    for workdir in FLAGS.workdir:
-        model, config = experiment.load_trained(workdir)
-        if source_config is not None and source_config.dataset != config.dataset:
-            raise ValueError(
-                f"--source_workdir is a {source_config.dataset} model but {workdir} is {config.dataset}; "
-                "pair models of the same dataset"
-            )
-        skipped = set(methods) - set(robustness.usable_methods(source or model, methods))
-        if skipped:
-            print(f"{workdir}: skipping {', '.join(sorted(skipped))} (the model has no prototypes)")
-        dataset = data.load(
-            config.dataset, "test", batch_size=FLAGS.batch_size,
-            data_dir=FLAGS.data_dir or config.data_dir or None, num_examples=FLAGS.num_examples or None,
-        )
-        reports = []
-        for eps in _eps_values(config.dataset):
-            print(f"{workdir}: {', '.join(methods)} at eps={eps:g}", flush=True)
-            reports.append(robustness.evaluate(
-                model, config, dataset, workdir=workdir, methods=methods, eps=eps, steps=FLAGS.steps,
-                step_size=FLAGS.step_size, c=FLAGS.c, seed=FLAGS.seed, source=source,
-                source_workdir=FLAGS.source_workdir, progress=FLAGS.progress,
-                num_examples=FLAGS.num_examples or None,
-            ))
-        if FLAGS.audit and source is None:
-            stats = audit.measure(model, dataset, reports[0]["eps"])
-            checks = audit.run_checks(reports, black_reports=_black_box_reports(workdir), stats=stats)
-            for r in reports:
-                r["audit"] = {"checks": audit.to_json(checks), "statistics": stats}
-            print(f"\ngradient-masking audit of {workdir}:")
-            print("\n".join(c.line() for c in checks))
-        if not FLAGS.output:
-            threat = "blackbox" if source is not None else "whitebox"
-            report.write(os.path.join(workdir, "reports", f"{threat}_{'_'.join(methods)}"), reports)
-        all_reports += reports
+        all_reports = _black_box(methods)
+    else:
+        all_reports = []
+        for workdir in FLAGS.workdir:
+            all_reports += _white_box(workdir, methods)
     if FLAGS.output:
         report.write(FLAGS.output, all_reports)
     if len({r["eps"] for r in all_reports}) > 1:
@@ -161,6 +129,68 @@ def main(argv):
     print()
     print("Accuracy (%) on clean and attacked test images; worst case = survived every attack run:")
     print(report.markdown_table(all_reports))
+
+
+def _test_data(config):
+    return data.load(
+        config.dataset, "test", batch_size=FLAGS.batch_size,
+        data_dir=FLAGS.data_dir or config.data_dir or None, num_examples=FLAGS.num_examples or None,
+    )
+
+
+def _evaluation_args():
+    return dict(steps=FLAGS.steps, step_size=FLAGS.step_size, c=FLAGS.c, seed=FLAGS.seed,
+                progress=FLAGS.progress, num_examples=FLAGS.num_examples or None)
+
+
+def _white_box(workdir, methods):
+    """Every ε on one model through its own gradients, then the audit; writes its reports."""
+    model, config = experiment.load_trained(workdir)
+    skipped = set(methods) - set(robustness.usable_methods(model, methods))
+    if skipped:
+        print(f"{workdir}: skipping {', '.join(sorted(skipped))} (the model has no prototypes)")
+    dataset = _test_data(config)
+    reports = []
+    for eps in _eps_values(config.dataset):
+        print(f"{workdir}: {', '.join(methods)} at eps={eps:g}", flush=True)
+        reports.append(robustness.evaluate(model, config, dataset, workdir=workdir, methods=methods, eps=eps,
+                                           **_evaluation_args()))
+    if FLAGS.audit:
+        stats = audit.measure(model, dataset, reports[0]["eps"])
+        checks = audit.run_checks(reports, black_reports=_black_box_reports(workdir), stats=stats)
+        for r in reports:
+            r["audit"] = {"checks": audit.to_json(checks), "statistics": stats}
+        print(f"\ngradient-masking audit of {workdir}:")
+        print("\n".join(c.line() for c in checks))
+    if not FLAGS.output:
+        report.write(os.path.join(workdir, "reports", f"whitebox_{'_'.join(methods)}"), reports)
+    return reports
+
+
+def _black_box(methods):
+    """Crafts once per batch on --source_workdir and scores every --workdir model."""
+    source, source_config = experiment.load_trained(FLAGS.source_workdir)
+    targets = {w: experiment.load_trained(w) for w in FLAGS.workdir}
+    for workdir, (_, config) in targets.items():
+        if config.dataset != source_config.dataset:
+            raise ValueError(
+                f"--source_workdir is a {source_config.dataset} model but {workdir} is {config.dataset}; "
+                "pair models of the same dataset"
+            )
+    skipped = set(methods) - set(robustness.usable_methods(source, methods))
+    if skipped:
+        print(f"skipping {', '.join(sorted(skipped))}: the source model has no prototypes")
+    dataset = _test_data(source_config)
+    reports = []
+    for eps in _eps_values(source_config.dataset):
+        print(f"crafting on {FLAGS.source_workdir}: {', '.join(methods)} at eps={eps:g}", flush=True)
+        reports += robustness.evaluate_many(targets, dataset, methods=methods, eps=eps, source=source,
+                                            source_workdir=FLAGS.source_workdir, **_evaluation_args())
+    if not FLAGS.output:
+        for workdir in targets:
+            report.write(os.path.join(workdir, "reports", f"blackbox_{'_'.join(methods)}"),
+                         [r for r in reports if r["model"]["workdir"] == workdir])
+    return reports
 
 
 def _compare():
