@@ -199,8 +199,8 @@ def train_and_evaluate(
     strategy = strategy or tf.distribute.get_strategy()
     validate_config(config)
     data_dir = config.data_dir or None
-    data.ensure_prepared(config.dataset, data_dir)  # fail fast, before anything is written
     check_workdir_matches(workdir, config)
+    data.ensure_prepared(config.dataset, data_dir)  # fail fast, before anything is written
     os.makedirs(workdir, exist_ok=True)
     io_utils.write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
 

@@ -14,6 +14,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 from absl import app, flags, logging  # noqa: E402
 
+# Exceptions of the library that mean "the user asked for something that cannot work".
+USAGE_ERRORS: Tuple[Type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError)
+
+
 def fail(prog: str, message: str, status: int = 2) -> None:
     """Prints ``prog: error: message`` (one line) to stderr and exits with ``status``
     (2: bad input; other codes for failures of the run itself)."""
