@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import sys
 import time
 import warnings
 
@@ -31,17 +29,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pcl_tf import data, experiment, io_utils, models  # noqa: E402
+import common  # noqa: E402  (bench/common.py)
+from pcl_tf import data, io_utils  # noqa: E402
 from pcl_tf.attacks import apgd  # noqa: E402
 
-
-def load_twin(workdir):
-    if workdir:
-        model, _ = experiment.load_trained(workdir)
-        return model.inference_model()
-    info = data.info("fashion_mnist")
-    network = models.build_network("cnn6", input_shape=info.image_shape, num_classes=10, mean=info.mean, std=info.std)
-    return models.logits_model(network)
 
 
 def raw_gradients_seconds(twin, x, y, count):
@@ -86,7 +77,7 @@ def main(argv=None):
         from art.estimators.classification import TensorFlowV2Classifier
         import art
 
-    twin = load_twin(args.workdir)
+    twin = common.load_twin(args.workdir)
     x, y = next(iter(data.load("fashion_mnist", "test", batch_size=args.images)))
     x = np.asarray(x, np.float32)
     true = np.asarray(y, np.int32)
@@ -139,9 +130,7 @@ def main(argv=None):
         "raw_gradients": {"count": args.steps + 1, "seconds": round(raw_s, 3),
                           "images_per_second": round(len(x) / raw_s, 2)},
         "ratio_pcl_tf_over_art": round(ours_ips / art_ips, 3),
-        "machine": {"node": platform.node(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-                    "tensorflow": tf.__version__, "keras": keras.__version__},
-        "date": time.strftime("%Y-%m-%d"),
+        **common.environment(),
     }
     io_utils.write_json_atomic(args.out, out)
     print(f"written to {args.out}")

@@ -17,27 +17,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pcl_tf import data, experiment, io_utils, models  # noqa: E402
+import common  # noqa: E402  (bench/common.py)
+from pcl_tf import data, io_utils  # noqa: E402
 from pcl_tf.attacks import cleverhans_compat as ch  # noqa: E402
 
-
-def load_twin(workdir):
-    if workdir:
-        model, _ = experiment.load_trained(workdir)
-        return model.inference_model()
-    info = data.info("fashion_mnist")
-    network = models.build_network("cnn6", input_shape=info.image_shape, num_classes=10, mean=info.mean, std=info.std)
-    return models.logits_model(network)
 
 
 def timed(fn, rounds):
@@ -60,7 +50,7 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "attack_throughput.json"))
     args = parser.parse_args(argv)
 
-    twin = load_twin(args.workdir)
+    twin = common.load_twin(args.workdir)
     x, y = next(iter(data.load("fashion_mnist", "test", batch_size=args.batch_size)))
     x, y = tf.constant(x), tf.constant(y)
 
@@ -99,9 +89,7 @@ def main(argv=None):
     out = {
         "benchmark": "attack_throughput", "model": "cnn6", "workdir": args.workdir,
         "batch_size": args.batch_size, "rounds": args.rounds, "results": results, "target_ratio": ">= 0.9",
-        "machine": {"node": platform.node(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-                    "tensorflow": tf.__version__, "keras": keras.__version__},
-        "date": time.strftime("%Y-%m-%d"),
+        **common.environment(),
     }
     io_utils.write_json_atomic(args.out, out)
     print(f"written to {args.out}")

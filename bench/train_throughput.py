@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
+import common  # noqa: E402  (bench/common.py)
 from pcl_tf import adversarial, data, io_utils, models, training  # noqa: E402
 
 
@@ -104,9 +102,7 @@ def main(argv=None):
         "all_rounds": {k: [round(v, 1) for v in vs] for k, vs in rates.items()},
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "targets": {"pcl_over_plain_ce": ">= 0.90", "pcl_advpgd10_cost_over_clean_pcl": "<= 8"},
-        "machine": {"node": platform.node(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-                    "tensorflow": tf.__version__, "keras": keras.__version__},
-        "date": time.strftime("%Y-%m-%d"),
+        **common.environment(),
     }
     io_utils.write_json_atomic(args.out, result)
     print("\n| path | clean img/s (median) |\n|---|---|")
