@@ -59,7 +59,7 @@ def restore_latest(manager: tf.train.CheckpointManager, model) -> Optional[str]:
     for path in reversed(manager.checkpoints):
         try:
             manager.checkpoint.restore(path).expect_partial()
-            tf.train.Checkpoint(**model.checkpoint_items()).restore(path).assert_existing_objects_matched()
+            tf.train.Checkpoint(**model.checkpoint_items()).restore(path).expect_partial().assert_existing_objects_matched()
         except Exception as e:  # noqa: BLE001 - a torn file fails in many ways (IndexError, DataLossError, ...)
             reason = " ".join(str(e).split())[:200]
             logging.warning("checkpoint %s cannot be read (%s); trying the one before it", path, reason)
