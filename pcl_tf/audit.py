@@ -92,12 +92,23 @@ def check_white_vs_black_box(white: Dict, black: Sequence[Dict] = ()) -> Check:
 
 
 def check_eps_monotone(reports: Sequence[Dict]) -> Check:
-    points = sorted((r["eps"], r["worst_case"]["robust_accuracy"]) for r in reports)
-    if len(points) < 2:
+    """Accuracy must not rise with ε, for the worst case and for every attack on its own (a
+    one-step attack doing better at a larger ε is the classic sign of FGSM-trained masking)."""
+    reports = sorted(reports, key=lambda r: r["eps"])
+    if len(reports) < 2:
         return Check("eps_monotone", "skip", "needs reports at two or more ε")
-    rises = [(a, b) for a, b in zip(points, points[1:]) if b[1] > a[1] + TOLERANCE]
-    detail = ", ".join(f"ε={e:g}: {_pct(r)}" for e, r in points)
-    return Check("eps_monotone", "flag" if rises else "pass", detail)
+    series = {"worst case": [r["worst_case"]["robust_accuracy"] for r in reports]}
+    for method in reports[0]["attacks"]:
+        if all(method in r["attacks"] for r in reports):
+            series[method] = [r["attacks"][method]["robust_accuracy"] for r in reports]
+    rising = [name for name, values in series.items()
+              if any(b > a + TOLERANCE for a, b in zip(values, values[1:]))]
+    eps = ", ".join(f"{r['eps']:g}" for r in reports)
+    detail = f"ε = {eps}: worst case " + " → ".join(_pct(v) for v in series["worst case"])
+    if rising:
+        detail += "; rises with ε: " + ", ".join(
+            f"{name} " + " → ".join(_pct(v) for v in series[name]) for name in rising)
+    return Check("eps_monotone", "flag" if rising else "pass", detail)
 
 
 def check_paper_vs_strong(report: Dict) -> Check:

@@ -8,7 +8,7 @@ from typing import Dict, List, Sequence
 
 import tensorflow as tf
 
-from pcl_tf import io_utils
+from pcl_tf import attacks, io_utils
 
 LABELS = {"fgsm": "FGSM", "bim": "BIM", "cw": "C&W", "mim": "MIM", "pgd": "PGD", "apgd-ce": "APGD-CE",
           "apgd-t": "APGD-T", "square": "Square", "pgd-restarts": "PGD-restarts"}
@@ -51,9 +51,9 @@ def make_report(
 
 def markdown_table(reports: List[Dict]) -> str:
     """One row per report: model, threat, ε, clean, each attack's robust accuracy, worst case (%)."""
-    methods: List[str] = []
-    for r in reports:
-        methods += [m for m in r["attacks"] if m not in methods]
+    present = {m for r in reports for m in r["attacks"]}
+    # The registry's order: the paper's attacks, the adaptive ones, then the strong suite.
+    methods = [m for m in attacks.METHODS if m in present] + sorted(present - set(attacks.METHODS))
     header = ["model", "threat", "ε", "n", "clean"] + [LABELS.get(m, m) for m in methods] + ["worst case"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in reports:

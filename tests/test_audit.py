@@ -80,6 +80,9 @@ def test_report_level_checks():
     assert audit.check_paper_vs_strong(report(0.3, pgd=0.1, adaptive=0.08)).status == "pass"
     assert audit.check_eps_monotone([report(0.1, pgd=0.5), report(0.3, pgd=0.6)]).status == "flag"
     assert audit.check_eps_monotone([report(0.1, pgd=0.5), report(0.3, pgd=0.2)]).status == "pass"
+    # FGSM doing better at the larger ε (as on the quick PCL+AdvTrain_FGSM model) is flagged.
+    fgsm_rises = audit.check_eps_monotone([report(0.1, fgsm=0.65, pgd=0.3), report(0.3, fgsm=0.685, pgd=0.01)])
+    assert fgsm_rises.status == "flag" and "fgsm 65.0 % → 68.5 %" in fgsm_rises.detail
     white = report(0.3, pgd=0.4, square=0.1)
     assert audit.check_white_vs_black_box(white).status == "flag"  # gradient-free beats gradients
     transfer = {"eps": 0.3, "source_model": "vgg", "attacks": {"pgd": {"robust_accuracy": 0.6}}}
