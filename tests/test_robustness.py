@@ -213,3 +213,14 @@ def test_comparison_table_has_the_paper_layout_with_strong_columns():
                         "worst case (white-box) |")
     assert table[2] == "| 0.3 | pcl | 90.0 | 30.0 | 20.0 | 80.0 | 70.0 | 1.0 | 1.0 |"
     assert table[3] == "| 0.3 | softmax | 90.0 | 5.0 | 0.0 | – | – | – | 0.0 |"
+
+
+def test_adaptive_attacks_are_reproducible_from_their_seed(models):
+    from pcl_tf.attacks import adaptive
+
+    x, y = stripes(16, seed=3)
+    for attack in (adaptive.adaptive_pc, adaptive.feature_space):
+        first = attack(models["pcl"], x, y, eps=0.3, steps=3, step_size=0.05, seed=7).numpy()
+        attack(models["pcl"], x, y, eps=0.3, steps=3, step_size=0.05, seed=8)  # something in between
+        again = attack(models["pcl"], x, y, eps=0.3, steps=3, step_size=0.05, seed=7).numpy()
+        np.testing.assert_array_equal(first, again)

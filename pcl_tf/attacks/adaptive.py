@@ -36,8 +36,9 @@ def _compiled_pgd(model, objective, steps: int):
     if key not in per_model:
 
         @tf.function(reduce_retracing=True)
-        def run(x, y, target, eps, step_size):
-            return adversarial.pgd(lambda v, t: objective(model, v, t, target), x, y, eps, steps, step_size)
+        def run(x, y, target, eps, step_size, seed):
+            return adversarial.pgd(lambda v, t: objective(model, v, t, target), x, y, eps, steps, step_size,
+                                   seed=seed)
 
         per_model[key] = run
     return per_model[key]
@@ -80,11 +81,12 @@ def _run(model, objective, x, y, eps, steps, step_size, seed: Optional[int]):
     step_size = ch._check_step_size(step_size, eps)
     x, y = ch._check_x_y(x, y)
     y = tf.cast(y, tf.int32)
-    if seed is not None:
-        tf.random.set_seed(int(seed))
+    # A stateless random start from (seed, 0): the same seed gives the same start in any process
+    # and whatever ran before (no seed: a fresh draw every call).
+    seed = tf.constant([int(seed), 0]) if seed is not None else tf.random.uniform([2], 0, 2**31 - 1, tf.int32)
     target = nearest_wrong_prototype(model, x, y) if objective is _feature_objective else tf.zeros_like(y)
     run = _compiled_pgd(model, objective, steps)
-    return run(x, y, target, tf.constant(eps, tf.float32), tf.constant(step_size, tf.float32))
+    return run(x, y, target, tf.constant(eps, tf.float32), tf.constant(step_size, tf.float32), seed)
 
 
 def adaptive_pc(model, x, y, eps, steps, step_size, seed=None):
