@@ -26,6 +26,11 @@ def not_a_workdir(root):
     os.makedirs(os.path.join(root, "run"))
 
 
+def a_file(root):
+    with open(os.path.join(root, "file"), "w") as f:
+        f.write("x")
+
+
 def junk_idx_files(root):
     os.makedirs(os.path.join(root, "raw"))
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -49,6 +54,7 @@ CASES = [
     ("train", ["--dataset=fmnist", "--workdir=run", "--config.adv.method=pgd", "--config.adv.eps_min=-0.1"], None,
      "0 <= eps_min"),
     ("train", ["--dataset=fmnist", "--workdir=run", "--strategy=tpu"], None, "--strategy=tpu"),
+    ("train", ["--dataset=fmnist", "--workdir=run", "--cpu_devices=-1"], None, "--cpu_devices=-1"),
     ("train", ["--dataset=fmnist", "--workdir=run"], other_dataset_workdir, "holds a cifar10/resnet20 run"),
     ("train", ["--dataset=cifar10", "--workdir=run", "--data_dir=tfds"], None, "cifar10 3.0.2 is not prepared"),
     ("attack", ["--workdir=run"], None, "work dir run does not exist"),
@@ -59,6 +65,7 @@ CASES = [
     ("attack", ["--workdir=run", "--c=0"], None, "--c=0.0 must be > 0"),
     ("attack", ["--workdir=run", "--steps=0"], None, "--steps=0 must be > 0"),
     ("attack", ["--workdir=run", "--suite=paper", "--method=pgd"], None, "either --suite or --method"),
+    ("attack", ["--workdir=run", "--output=file/report"], a_file, "cannot be written"),
     ("export", ["--workdir=run", "--export_dir=out"], None, "does not exist"),
     ("export", ["--workdir=run", "--export_dir=out", "--version=abc"], None, "--version"),
     ("data", ["--dataset=imagenet"], None, "unknown dataset 'imagenet'"),

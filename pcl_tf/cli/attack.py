@@ -101,6 +101,19 @@ def _check_flags():
     if FLAGS.num_examples < 0 or FLAGS.batch_size <= 0:
         raise ValueError("--num_examples must be >= 0 and --batch_size > 0")
     _parse_eps()
+    for flag in ("output", "plot_features"):
+        if FLAGS[flag].value:
+            _check_writable(flag, FLAGS[flag].value)
+
+
+def _check_writable(flag, path):
+    """Refuses an output path that cannot be written before any attack runs."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise ValueError(f"--{flag}={path} cannot be written ({parent} is not a writable directory); "
+                         "choose another path")
 
 
 def main(argv):

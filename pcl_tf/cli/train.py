@@ -29,7 +29,8 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, config.json and
 flags.DEFINE_string("data_dir", None, "TFDS data dir (overrides config.data_dir).")
 flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES),
                   "tf.distribute strategy: auto (all GPUs when several, else one device), default, mirrored.")
-flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (testing mirrored on CPU).")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (testing mirrored on CPU).",
+                     lower_bound=0)
 flags.DEFINE_string("export_dir", None, "After training, export a SavedModel to <export_dir>/<next version>/ (pcl-export).")
 flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress: 1 bar, 2 a line per epoch.")
 FLAGS = flags.FLAGS
