@@ -59,7 +59,9 @@ def attack_dataset(
 
     An attack with ``cascade=True`` (the strong suite, as in AutoAttack) runs only on the images
     no attack before it has broken yet, so its number is the robust accuracy *after it and every
-    attack before it*; the others run on every image and give their own number.
+    attack before it*; the others run on every image and give their own number. Only attacks
+    ``within_eps`` count as breaking an image here: C&W-L2 is not bounded by ε, so an image it
+    fooled is still attacked by the cascade.
 
     Returns per-sample arrays (a dict of them per target when ``target`` is a dict):
     ``clean_correct``, and for each attack ``<name>/correct`` (the target classifies the
@@ -105,7 +107,8 @@ def attack_dataset(
                 correct = (predict[name](tf.constant(x_adv)) == y).numpy()
                 if attack.cascade:
                     correct &= robust[name]  # broken before: stays broken
-                robust[name] &= correct
+                if attack.within_eps:
+                    robust[name] &= correct
                 rec = records[name]
                 rec.setdefault(f"{attack.name}/correct", []).append(correct)
                 rec.setdefault(f"{attack.name}/linf", []).append(np.abs(delta).max(axis=1))
@@ -120,20 +123,23 @@ def attack_dataset(
     return results[""] if single else results
 
 
-def summarize(results: Dict[str, np.ndarray], attack_names) -> Dict:
+def summarize(results: Dict[str, np.ndarray], attack_names, worst_case_over=None) -> Dict:
     """Clean accuracy, each attack's robust accuracy, and the per-sample worst case.
 
     A sample counts as robust to an attack when the model classifies both the clean image and
     the adversarial image correctly (AutoAttack's convention: a misclassified image is never
-    robust); it counts in ``worst_case`` only when it survived *every* attack run.
+    robust); it counts in ``worst_case`` only when it survived *every* attack of
+    ``worst_case_over`` (default: all of ``attack_names``; pass the ones inside the ε-ball).
     """
+    worst_case_over = list(attack_names if worst_case_over is None else worst_case_over)
     clean = results["clean_correct"].astype(bool)
     n = int(clean.size)
     summary = {"num_examples": n, "clean_accuracy": float(clean.mean()), "attacks": {}}
     worst = clean.copy()
     for name in attack_names:
         robust = clean & results[f"{name}/correct"].astype(bool)
-        worst &= robust
+        if name in worst_case_over:
+            worst &= robust
         linf, l2 = results[f"{name}/linf"], results[f"{name}/l2"]
         summary["attacks"][name] = {
             "robust_accuracy": float(robust.mean()),
@@ -144,5 +150,6 @@ def summarize(results: Dict[str, np.ndarray], attack_names) -> Dict:
             "max_l2": float(l2.max()),
             "seconds": float(results[f"{name}/seconds"][0]),
         }
-    summary["worst_case"] = {"robust_accuracy": float(worst.mean()), "robust_count": int(worst.sum())}
+    summary["worst_case"] = {"robust_accuracy": float(worst.mean()), "robust_count": int(worst.sum()),
+                             "attacks": worst_case_over}
     return summary

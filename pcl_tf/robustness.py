@@ -79,7 +79,7 @@ def evaluate_many(
             eps=eps,
             methods=methods,
             params=params,
-            summary=evaluation.summarize(results[workdir], methods),
+            summary=evaluation.summarize(results[workdir], methods, [a.name for a in bound if a.within_eps]),
             seed=seed,
             cascade=[a.name for a in bound if a.cascade],
         )

@@ -77,6 +77,38 @@ def test_summary_worst_case_is_per_sample():
     assert summary["worst_case"]["robust_accuracy"] == 0.25  # only sample 2 survives both
 
 
+def test_worst_case_leaves_out_attacks_not_bounded_by_eps():
+    results = {"clean_correct": np.array([1, 1, 1, 1], bool)}
+    for name, correct in (("cw", [0, 0, 0, 0]), ("pgd", [1, 1, 0, 1])):
+        results.update({f"{name}/correct": np.array(correct, bool), f"{name}/linf": np.zeros(4),
+                        f"{name}/l2": np.zeros(4), f"{name}/seconds": np.array([1.0])})
+    summary = evaluation.summarize(results, ["cw", "pgd"], worst_case_over=["pgd"])
+    assert summary["attacks"]["cw"]["robust_accuracy"] == 0.0
+    assert summary["worst_case"]["robust_accuracy"] == 0.75 and summary["worst_case"]["attacks"] == ["pgd"]
+
+
+@pytest.mark.parametrize("within_eps", [False, True])
+def test_cascade_starts_from_the_images_the_eps_bounded_attacks_left(models, test_set, within_eps):
+    """An image fooled only by an attack outside the ε-ball (C&W-L2) is still attacked by the
+    cascade; one fooled inside the ball is not."""
+    seen = []
+
+    def blank(model, x, y):  # breaks (nearly) everything: a constant image
+        return tf.zeros_like(x)
+
+    def record(model, x, y):
+        seen.append(int(tf.shape(x)[0]))
+        return x
+
+    breaker = attacks.Attack("cw", blank, False, within_eps=within_eps)
+    follower = attacks.Attack("apgd-ce", record, False, cascade=True)
+    results = evaluation.attack_dataset(models["softmax"], test_set, [breaker, follower], progress=False)
+    clean, broken = results["clean_correct"], ~results["cw/correct"]
+    assert broken[clean].mean() > 0.5  # the constant image really fools the model
+    expected = clean.sum() if not within_eps else (clean & ~broken).sum()
+    assert sum(seen) == expected
+
+
 def test_white_box_report_schema_and_files(models, test_set, tmp_path):
     rep = robustness.evaluate(models["pcl"], FakeConfig(True), test_set, workdir="pcl", methods=list(attacks.METHODS),
                               eps=0.3, steps=5, c=10.0, progress=False)
@@ -88,9 +120,10 @@ def test_white_box_report_schema_and_files(models, test_set, tmp_path):
     for name, a in rep["attacks"].items():
         assert {"params", "robust_accuracy", "robust_count", "mean_linf", "max_linf", "mean_l2", "max_l2",
                 "seconds"} <= set(a)
-        if name != "cw":
+        if name != "cw":  # C&W-L2 is not bounded by ε: outside the ε-ball and the worst case
             assert a["max_linf"] <= 0.3 + 1e-6
-        assert rep["worst_case"]["robust_accuracy"] <= a["robust_accuracy"]
+            assert rep["worst_case"]["robust_accuracy"] <= a["robust_accuracy"]
+    assert "cw" not in rep["worst_case"]["attacks"] and "pgd" in rep["worst_case"]["attacks"]
     assert rep["attacks"]["pgd"]["params"] == {"eps": 0.3, "steps": 5, "step_size": pytest.approx(0.03)}
     # The undefended tiny model falls to the iterative attacks at ε = 0.3.
     assert rep["attacks"]["pgd"]["robust_accuracy"] < 0.2
@@ -100,7 +133,8 @@ def test_white_box_report_schema_and_files(models, test_set, tmp_path):
     table = open(stem + ".md").read().splitlines()
     assert table[0] == ("| model | threat | ε | n | clean | FGSM | BIM | C&W | MIM | PGD | adaptive | feature | "
                         "APGD-CE | APGD-T | Square | PGD-restarts | worst case |")
-    assert len(table) == 5 and table[4].startswith("APGD-CE, APGD-T, Square, PGD-restarts: run, as in AutoAttack")
+    assert len(table) == 7 and table[4].startswith("APGD-CE, APGD-T, Square, PGD-restarts: run, as in AutoAttack")
+    assert table[6].startswith("C&W: an L2 attack not bounded by ε")
     # Cascaded numbers are cumulative: never above the worst case of the attacks before them.
     before = min(rep["attacks"][m]["robust_accuracy"] for m in ("fgsm", "bim", "cw", "mim", "pgd", "adaptive", "feature"))
     assert rep["attacks"]["apgd-ce"]["robust_accuracy"] <= before
