@@ -47,6 +47,7 @@ def attack_dataset(
     source=None,
     progress: bool = True,
     num_examples: Optional[int] = None,
+    journal=None,
 ):
     """Runs every attack on every batch and records per-sample outcomes.
 
@@ -68,6 +69,9 @@ def attack_dataset(
     adversarial image correctly), ``<name>/linf`` and ``<name>/l2`` (perturbation norms, 0 where
     a cascaded attack did not run), plus ``<name>/seconds`` (attack time, a 1-element array).
     Memory stays bounded: only these per-sample scalars are kept, never the images.
+
+    With a ``journal`` (:class:`pcl_tf.journal.EvaluationJournal`) the records are saved after
+    every batch, and a journal left by a killed run is picked up: its batches are skipped.
     """
     single = not isinstance(target, dict)
     targets = {"": target} if single else dict(target)
@@ -84,7 +88,15 @@ def attack_dataset(
     records: Dict[str, Dict[str, list]] = {name: {"clean_correct": []} for name in targets}
     seconds = {attack.name: 0.0 for attack in attacks}
     bar = keras.utils.Progbar(num_examples, unit_name="image", verbose=1 if progress else 0)
-    done = 0
+    done = batches = 0
+    resumed = journal.load() if journal is not None else None
+    if resumed is not None:
+        batches, records, seconds = resumed
+        done = len(next(iter(records.values()))["clean_correct"][0])
+        dataset = dataset.skip(batches)
+        print(f"resuming an interrupted evaluation after {done} images ({batches} batches) from {journal.path}",
+              flush=True)
+        bar.update(done)
     for x, y in dataset:
         y = tf.cast(y, tf.int32)
         robust = {}
@@ -114,6 +126,9 @@ def attack_dataset(
                 rec.setdefault(f"{attack.name}/linf", []).append(np.abs(delta).max(axis=1))
                 rec.setdefault(f"{attack.name}/l2", []).append(np.linalg.norm(delta, axis=1))
         done += int(x.shape[0])
+        batches += 1
+        if journal is not None:
+            journal.save(batches, records, seconds)
         bar.update(done)
     results = {}
     for name, rec in records.items():

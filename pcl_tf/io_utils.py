@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from typing import Any
+from typing import Any, IO, Iterator
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``path``, fsyncs it, then renames it over ``path``."""
+@contextlib.contextmanager
+def open_atomic(path: str, mode: str = "w") -> Iterator[IO]:
+    """A file object for a temporary file beside ``path``; on a clean exit it is fsynced and
+    renamed over ``path``, on an exception removed (``path`` keeps its old content)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -23,6 +26,12 @@ def write_text_atomic(path: str, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``path``, fsyncs it, then renames it over ``path``."""
+    with open_atomic(path) as f:
+        f.write(text)
 
 
 def write_json_atomic(path: str, obj: Any) -> None:

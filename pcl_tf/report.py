@@ -162,19 +162,8 @@ def plot_features(panels: List[Dict], path: str) -> None:
 
 
 def _save_png(fig, path: str) -> None:
-    import os
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with io_utils.open_atomic(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
 
 
 def transfer_table(matrix: Dict[str, Dict[str, float]], method: str, eps: float) -> str:

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence
 import ml_collections
 import tensorflow as tf
 
-from pcl_tf import attacks, evaluation, report
+from pcl_tf import attacks, evaluation, journal, report
 
 
 def usable_methods(model, methods: Sequence[str]) -> List[str]:
@@ -46,12 +46,20 @@ def evaluate_many(
     source_workdir: Optional[str] = None,
     progress: bool = True,
     num_examples: Optional[int] = None,
+    journal_dir: Optional[str] = None,
+    identity: Optional[Dict] = None,
 ) -> List[Dict]:
     """Attacks every model of ``targets`` (work dir -> (PCLModel, config)) at one ε.
 
     White-box: one target, attacked through its own gradients. Black-box (``source`` given):
     the images are crafted once on ``source`` and scored on every target. Every attack sees
     [0, 1] inputs and the true labels. Returns one report per target.
+
+    With ``journal_dir`` the evaluation is resumable (:mod:`pcl_tf.journal`): a killed run,
+    started again with the same arguments, continues after its last finished batch. The
+    journal is keyed on the attacks, ε, seed and the work dirs plus ``identity`` — whatever
+    else decides the result that only the caller knows (checkpoints, data, batch size) — and
+    is left in place for the caller to remove once the report is safely written.
     """
     if source is None and len(targets) != 1:
         raise ValueError("white-box evaluation takes one target at a time")
@@ -64,9 +72,15 @@ def evaluate_many(
     }
     bound = [attacks.make_attack(m, params[m], seed=seed) for m in methods]
     models = {workdir: model for workdir, (model, _) in targets.items()}
+    progress_journal = None
+    if journal_dir:
+        progress_journal = journal.EvaluationJournal(journal_dir, {
+            "targets": list(targets), "source": source_workdir, "methods": methods, "params": params, "eps": eps,
+            "seed": seed, "num_examples": num_examples, **(identity or {}),
+        })
     results = evaluation.attack_dataset(
         models if source is not None else first_model, dataset, bound, source=source,
-        progress=progress, num_examples=num_examples,
+        progress=progress, num_examples=num_examples, journal=progress_journal,
     )
     if source is None:
         results = {next(iter(targets)): results}

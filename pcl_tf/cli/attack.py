@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 
 from pcl_tf.cli import common  # sets the TensorFlow log level first
 
+import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
 
 from pcl_tf import attacks, audit, data, experiment, io_utils, report, robustness  # noqa: E402
@@ -134,7 +136,7 @@ def main(argv):
         for workdir in FLAGS.workdir:
             all_reports += _white_box(workdir, methods)
     if FLAGS.output:
-        report.write(FLAGS.output, all_reports)
+        _write_report(FLAGS.output, all_reports)
     if len({r["eps"] for r in all_reports}) > 1:
         png = (FLAGS.output or os.path.join(FLAGS.workdir[0], "reports", "eps_sweep")) + "_eps.png"
         report.plot_eps_curves(all_reports, png)
@@ -151,9 +153,27 @@ def _test_data(config):
     )
 
 
-def _evaluation_args():
+def _evaluation_args(report_stem, workdirs):
+    """The attack settings, plus the journal that makes the evaluation resumable: it lives in
+    ``<report stem>.partial/`` until that report is written."""
     return dict(steps=FLAGS.steps, step_size=FLAGS.step_size, c=FLAGS.c, seed=FLAGS.seed,
-                progress=FLAGS.progress, num_examples=FLAGS.num_examples or None)
+                progress=FLAGS.progress, num_examples=FLAGS.num_examples or None,
+                journal_dir=(FLAGS.output or report_stem) + ".partial", identity=_identity(workdirs))
+
+
+def _identity(workdirs):
+    """What else decides an evaluation's result: each model's checkpoint, the data, the batching."""
+    checkpoints = {}
+    for workdir in workdirs:
+        latest = tf.train.latest_checkpoint(os.path.join(workdir, experiment.CHECKPOINT_DIR))
+        checkpoints[workdir] = [os.path.basename(latest or ""), os.path.getmtime(latest + ".index") if latest else 0]
+    return {"checkpoints": checkpoints, "batch_size": FLAGS.batch_size, "data_dir": FLAGS.data_dir}
+
+
+def _write_report(stem, reports):
+    """Writes the report, then drops the journal of its (now finished) evaluation."""
+    report.write(stem, reports)
+    shutil.rmtree(stem + ".partial", ignore_errors=True)
 
 
 def _white_box(workdir, methods):
@@ -163,11 +183,12 @@ def _white_box(workdir, methods):
     if skipped:
         print(f"{workdir}: skipping {', '.join(sorted(skipped))} (the model has no prototypes)")
     dataset = _test_data(config)
+    stem = os.path.join(workdir, "reports", f"whitebox_{'_'.join(methods)}")
     reports = []
     for eps in _eps_values(config.dataset):
         print(f"{workdir}: {', '.join(methods)} at eps={eps:g}", flush=True)
         reports.append(robustness.evaluate(model, config, dataset, workdir=workdir, methods=methods, eps=eps,
-                                           **_evaluation_args()))
+                                           **_evaluation_args(stem, [workdir])))
     if FLAGS.audit:
         stats = audit.measure(model, dataset, reports[0]["eps"])
         checks = audit.run_checks(reports, black_reports=_black_box_reports(workdir), stats=stats)
@@ -176,7 +197,7 @@ def _white_box(workdir, methods):
         print(f"\ngradient-masking audit of {workdir}:")
         print("\n".join(c.line() for c in checks))
     if not FLAGS.output:
-        report.write(os.path.join(workdir, "reports", f"whitebox_{'_'.join(methods)}"), reports)
+        _write_report(stem, reports)
     return reports
 
 
@@ -194,15 +215,18 @@ def _black_box(methods):
     if skipped:
         print(f"skipping {', '.join(sorted(skipped))}: the source model has no prototypes")
     dataset = _test_data(source_config)
+    stems = {w: os.path.join(w, "reports", f"blackbox_{'_'.join(methods)}") for w in targets}
+    journal_stem = stems[FLAGS.workdir[0]]
     reports = []
     for eps in _eps_values(source_config.dataset):
         print(f"crafting on {FLAGS.source_workdir}: {', '.join(methods)} at eps={eps:g}", flush=True)
-        reports += robustness.evaluate_many(targets, dataset, methods=methods, eps=eps, source=source,
-                                            source_workdir=FLAGS.source_workdir, **_evaluation_args())
+        reports += robustness.evaluate_many(
+            targets, dataset, methods=methods, eps=eps, source=source, source_workdir=FLAGS.source_workdir,
+            **_evaluation_args(journal_stem, [FLAGS.source_workdir] + list(targets)))
     if not FLAGS.output:
-        for workdir in targets:
-            report.write(os.path.join(workdir, "reports", f"blackbox_{'_'.join(methods)}"),
-                         [r for r in reports if r["model"]["workdir"] == workdir])
+        for workdir, stem in stems.items():
+            report.write(stem, [r for r in reports if r["model"]["workdir"] == workdir])
+        shutil.rmtree(journal_stem + ".partial", ignore_errors=True)
     return reports
 
 

@@ -1,0 +1,139 @@
+"""Kill -9 a running ``pcl-attack`` and run the same command again: it continues after its last
+finished batch and writes the report an uninterrupted run writes (but for the seconds). Also the
+journal itself: stale or unreadable journals are ignored, finished evaluations remove theirs.
+
+The evaluations are real ``pcl-attack`` processes (its ``main`` under ``tfds.testing.mock_data``,
+which gives every process the same test images) on a CNN-6 trained here with the smoke config.
+"""
+
+import glob
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from pcl_tf import experiment, journal
+
+CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "fmnist_cnn6.py")
+BATCHES = 6
+ATTACK_ARGS = ["--method=fgsm,pgd,apgd-ce", "--eps=0.1", "--steps=5", f"--num_examples={8 * BATCHES}",
+               "--batch_size=8", "--progress=false", "--audit=false"]
+
+SCRIPT = r"""
+import sys, time
+import tensorflow_datasets as tfds
+from pcl_tf import journal
+if sys.argv[1] == "slow":  # a visible pace between batches, so the test can kill mid-run
+    save = journal.EvaluationJournal.save
+    def paced(self, *args):
+        save(self, *args)
+        time.sleep(1.0)
+    journal.EvaluationJournal.save = paced
+from pcl_tf.cli import attack
+sys.argv = ["pcl-attack"] + sys.argv[2:]
+with tfds.testing.mock_data(num_examples=64):
+    attack.run()
+"""
+
+
+def pcl_attack(pace, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, pace, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(proc, timeout=300):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def without_timing(reports):
+    """The report less what depends on the clock (seconds, the date)."""
+    for r in reports:
+        r.pop("environment")
+        for a in r["attacks"].values():
+            a.pop("seconds")
+    return reports
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    spec = importlib.util.spec_from_file_location("cfg", CONFIG)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("smoke")
+    config.train.num_examples, config.eval.num_examples = 64, 32
+    workdir = str(tmp_path_factory.mktemp("train") / "run")
+    with tfds.testing.mock_data(num_examples=96):
+        experiment.train_and_evaluate(config, workdir, verbose=0)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(workdir, tmp_path_factory):
+    stem = str(tmp_path_factory.mktemp("whole") / "report")
+    finish(pcl_attack("fast", f"--workdir={workdir}", f"--output={stem}", *ATTACK_ARGS))
+    return stem
+
+
+def test_killed_evaluation_resumes_after_its_last_batch_with_the_same_report(workdir, uninterrupted, tmp_path):
+    stem = str(tmp_path / "report")
+    args = [f"--workdir={workdir}", f"--output={stem}", *ATTACK_ARGS]
+    proc = pcl_attack("slow", *args)
+    deadline = time.time() + 240
+    journals = []
+    while time.time() < deadline and proc.poll() is None:
+        journals = glob.glob(stem + ".partial/*.npz")
+        if journals:
+            time.sleep(0.3)  # inside the pause after a batch's journal was written
+            break
+        time.sleep(0.05)
+    assert journals and proc.poll() is None, "the evaluation ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert not os.path.exists(stem + ".json")  # nothing half-written
+    finished = journal_batches(journals[0])
+    assert 1 <= finished < BATCHES
+
+    out = finish(pcl_attack("fast", *args))
+    assert f"resuming an interrupted evaluation after {8 * finished} images ({finished} batches)" in out
+    assert without_timing(json.load(open(stem + ".json"))) == without_timing(json.load(open(uninterrupted + ".json")))
+    assert not os.path.exists(stem + ".partial")  # the finished evaluation's journal is gone
+
+
+def journal_batches(path):
+    with np.load(path) as f:
+        return json.loads(str(f[journal.META_KEY]))["batches"]
+
+
+RECORDS = {"run": {"clean_correct": [np.array([True, False])], "pgd/correct": [np.array([False, False])]}}
+
+
+def test_journal_round_trip_and_fingerprint(tmp_path):
+    first = journal.EvaluationJournal(str(tmp_path), {"eps": 0.1, "methods": ["pgd"]})
+    assert first.load() is None
+    first.save(3, RECORDS, {"pgd": 1.5})
+    batches, records, seconds = first.load()
+    assert batches == 3 and seconds == {"pgd": 1.5}
+    np.testing.assert_array_equal(records["run"]["clean_correct"][0], [True, False])
+    # Another evaluation (here: another ε) never sees this journal.
+    assert journal.EvaluationJournal(str(tmp_path), {"eps": 0.2, "methods": ["pgd"]}).load() is None
+    first.remove()
+    assert first.load() is None
+
+
+def test_unreadable_journal_is_named_and_ignored(tmp_path, capsys):
+    j = journal.EvaluationJournal(str(tmp_path), {"eps": 0.1})
+    os.makedirs(tmp_path, exist_ok=True)
+    with open(j.path, "wb") as f:
+        f.write(b"PK\x03\x04 truncated")
+    assert j.load() is None
+    assert f"ignoring the unreadable evaluation journal {j.path}" in capsys.readouterr().err
