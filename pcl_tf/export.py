@@ -66,6 +66,11 @@ class ExportError(ValueError):
 
 
 # ------------------------------------------------------------------------- the serving module
+PIXEL_RANGE_MESSAGE = ("images must lie in [0, 1] (pixel / 255); send raw 0-255 pixels as uint8 to the "
+                       "serving_uint8 signature")
+PIXEL_TOLERANCE = 1e-6  # float round-off of p / 255 computed elsewhere
+
+
 class ServingModule(tf.Module):
     """What a SavedModel for serving holds: the inference path of a PCL network and its prototypes.
 
@@ -126,7 +131,16 @@ class ServingModule(tf.Module):
         }
 
     def _predict_float(self, images):
-        return self._predict(self._checked(images))
+        images = self._checked(images)
+        # A NaN pixel would come back as confident-looking class ids (argmax of NaN logits is
+        # 0), and 0-255 pixels sent here by mistake as garbage: refuse both, inside the graph.
+        checks = [
+            tf.debugging.assert_all_finite(images, "images contain NaN or Inf; send pixel values in [0, 1]"),
+            tf.debugging.assert_greater_equal(images, 0.0, message=PIXEL_RANGE_MESSAGE),
+            tf.debugging.assert_less_equal(images, 1.0 + PIXEL_TOLERANCE, message=PIXEL_RANGE_MESSAGE),
+        ]
+        with tf.control_dependencies(checks):
+            return self._predict(tf.identity(images))
 
     def _predict_uint8(self, images):
         # p / 255 looked up, not divided: in a graph, Grappler turns the division into a

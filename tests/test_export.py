@@ -9,6 +9,7 @@ once for the module; the tests that need another export write their own under tm
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -205,6 +206,18 @@ def test_saved_model_cli_run_on_a_saved_npy(exported, trained, images, tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = {name: np.load(tmp_path / "out" / f"{name}.npy") for name in OUTPUTS}
     assert_matches_keras(result, keras_outputs(trained, images))
+
+
+@pytest.mark.parametrize("value, message", [(np.nan, "NaN or Inf"), (np.inf, "NaN or Inf"),
+                                            (255.0, "must lie in [0, 1]"), (-0.5, "must lie in [0, 1]")])
+def test_images_with_nan_or_outside_0_1_are_refused(loaded, images, value, message):
+    bad = np.array(images[:2])
+    bad[1, 3, 4, 0] = value
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+        loaded.signatures["serving_default"](images=tf.constant(bad))
+    with pytest.raises(export.RestError, match=re.escape(message)):
+        export.rest_predict(loaded, {"inputs": bad.tolist()})
+    loaded.signatures["serving_default"](images=tf.constant(images[:2]))  # the clean ones still pass
 
 
 def test_wrong_shape_or_dtype_is_refused(loaded, images):
