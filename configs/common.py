@@ -50,6 +50,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.deterministic = False
     # XLA is slower than plain TF graphs on CPU (DESIGN.md §4); set it explicitly.
     c.jit_compile = False
+    # Mixed precision: "none" | "mixed_bfloat16" | "mixed_float16" (GPUs; adds loss scaling).
+    # Layers compute in the low precision, variables stay float32, and so do the logits, the
+    # PC loss and the prototypes.
+    c.mixed_precision = "none"
 
     c.pcl = ml_collections.ConfigDict()
     c.pcl.branches = "gap,fc512,fc64"  # taps with a PC loss, "tap" or "tap:units"; "" = softmax

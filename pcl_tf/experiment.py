@@ -45,6 +45,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"unknown model {config.model!r}; choose one of {', '.join(models.available())}")
     if config.pcl.mode not in ("paper", "official"):
         raise ConfigError(f"config.pcl.mode={config.pcl.mode!r}; choose paper or official")
+    if config.mixed_precision not in models.PRECISION_POLICIES:
+        raise ConfigError(f"config.mixed_precision={config.mixed_precision!r}; choose "
+                          f"{', '.join(models.PRECISION_POLICIES)}")
     if config.pcl.centroid_init not in ("class_means", "normal"):
         raise ConfigError(f"config.pcl.centroid_init={config.pcl.centroid_init!r}; choose class_means or normal")
     if config.adv.method not in adversarial.METHODS:
@@ -107,6 +110,7 @@ def build_model(config: ml_collections.ConfigDict) -> training.PCLModel:
         mean=info.mean,
         std=info.std,
         branch_ce=config.pcl.branch_ce,
+        precision=config.mixed_precision,
     )
     return training.PCLModel(
         network,
@@ -140,10 +144,12 @@ def compile_model(model: training.PCLModel, config, steps_per_epoch: int) -> Non
     schedule = training.learning_rate_schedule(
         config.train.lr, steps_per_epoch, config.train.lr_decay_epochs, config.train.lr_decay_factor
     )
+    optimizer = training.make_optimizer(config.train.optimizer, schedule, config.train.momentum, config.train.weight_decay)
+    if config.mixed_precision == "mixed_float16":
+        # float16 gradients underflow without it; bfloat16 has float32's range and needs none.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
-        optimizer=training.make_optimizer(
-            config.train.optimizer, schedule, config.train.momentum, config.train.weight_decay
-        ),
+        optimizer=optimizer,
         centroid_optimizer=keras.optimizers.get(
             {"class_name": config.pcl.centroid_optimizer, "config": {"learning_rate": config.pcl.centroid_lr}}
         ),

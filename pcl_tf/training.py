@@ -172,15 +172,17 @@ class PCLModel(keras.Model):
             terms = self.compute_losses(x, y, training=True)
             # Each replica's loss is a mean over its own share of the global batch; the
             # gradients are summed over replicas, so dividing by their number gives the
-            # gradient of the mean over the global batch.
-            scaled = terms["loss"] / replicas
+            # gradient of the mean over the global batch. Under mixed_float16 the optimizer is
+            # a LossScaleOptimizer and scale_loss multiplies by its dynamic scale (else: x1).
+            scaled = self.optimizer.scale_loss(terms["loss"] / replicas)
+        loss_scale = tf.identity(getattr(self.optimizer, "dynamic_scale", 1.0))  # before apply() moves it
         network_vars = self.network.trainable_variables
         centroid_vars = self.centroid_variables
         grads = tape.gradient(scaled, network_vars + centroid_vars)
-        self.optimizer.apply(grads[: len(network_vars)], network_vars)
+        self.optimizer.apply(grads[: len(network_vars)], network_vars)  # unscales, skips overflow steps
         if centroid_vars:
             centroid_grads = [
-                g * self._centroid_scales.get(v.path, 1.0)
+                _unscaled(g, loss_scale) * self._centroid_scales.get(v.path, 1.0)
                 for g, v in zip(grads[len(network_vars):], centroid_vars)
             ]
             self.centroid_optimizer.apply(centroid_grads, centroid_vars)
@@ -228,6 +230,13 @@ class PCLModel(keras.Model):
             layer.name: layer.nearest_prototype(outputs[name])
             for name, layer in zip(self.feature_names, self.pc_layers)
         }
+
+
+def _unscaled(grad, loss_scale):
+    """A centroid gradient without the loss scale; zero where a float16 step overflowed (the
+    network's optimizer skips that step too)."""
+    grad = grad / tf.cast(loss_scale, grad.dtype)
+    return tf.where(tf.math.is_finite(grad), grad, tf.zeros_like(grad))
 
 
 def _mean_ce(labels, logits):

@@ -7,6 +7,7 @@ from pcl_tf.models.registry import (  # noqa: F401
     AUX_LOGITS_PREFIX,
     FEATURE_PREFIX,
     LOGITS,
+    PRECISION_POLICIES,
     BranchSpec,
     available,
     build_network,

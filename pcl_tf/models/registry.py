@@ -10,6 +10,7 @@ Table 7 ablation varies.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -88,6 +89,7 @@ def build_network(
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
     branch_ce: bool = False,
+    precision: str = "none",
 ) -> keras.Model:
     """Builds a functional model returning a dict of named outputs.
 
@@ -97,9 +99,34 @@ def build_network(
 
     Inputs are images in [0, 1]; the per-dataset normalisation ``(x - mean) / std`` is the model's
     first layer, so every attack and every ε is in pixel units.
+
+    ``precision`` is a mixed-precision policy (:data:`PRECISION_POLICIES`): the layers compute
+    in it with float32 variables, while the input normalisation and the logits stay float32
+    (the feature taps are cast to float32 by the PC loss).
     """
     if name not in _BACKBONES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(available())}")
+    if precision not in PRECISION_POLICIES:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_POLICIES)}")
+    with _dtype_policy(PRECISION_POLICIES[precision]):
+        return _build(name, input_shape, num_classes, branches, mean, std, branch_ce)
+
+
+PRECISION_POLICIES = {"none": "float32", "mixed_bfloat16": "mixed_bfloat16", "mixed_float16": "mixed_float16"}
+
+
+@contextlib.contextmanager
+def _dtype_policy(policy: str):
+    """Keras' global dtype policy set to ``policy`` while the layers are created, then restored."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build(name, input_shape, num_classes, branches, mean, std, branch_ce):
     branch_specs = parse_branches(branches)
     inputs = keras.Input(shape=tuple(input_shape), name="image", dtype="float32")
     x = inputs
@@ -107,7 +134,7 @@ def build_network(
         channels = input_shape[-1]
         mean = _per_channel(mean, channels)
         variance = [s * s for s in _per_channel(std, channels)]
-        x = keras.layers.Normalization(mean=mean, variance=variance, name="normalize")(x)
+        x = keras.layers.Normalization(mean=mean, variance=variance, name="normalize", dtype="float32")(x)
     logits, taps = _BACKBONES[name](x, num_classes)
     outputs = {LOGITS: keras.layers.Activation("linear", dtype="float32", name=LOGITS)(logits)}
     for spec in branch_specs:
