@@ -5,17 +5,22 @@
 * ``mirrored``  MirroredStrategy over the GPUs, or — on a machine without GPUs — over the logical
                 CPU devices (see :func:`split_cpu`), listed explicitly as DESIGN.md §4 found
                 necessary.
-* ``multi_worker`` MultiWorkerMirroredStrategy configured by ``TF_CONFIG``. Keras 3's ``fit`` does
-                not run under it as shipped (DESIGN.md §4); it is refused with that reason
-                rather than left to fail deep inside Keras.
+* ``multi_worker`` MultiWorkerMirroredStrategy configured by ``TF_CONFIG`` (one process per
+                machine; every one runs the same command). Keras 3's ``fit`` does not run under
+                it as shipped (DESIGN.md §4); training runs :mod:`pcl_tf.custom_loop`. Only
+                the chief (:func:`is_chief`) writes the work dir.
 
 Variables — network, centroids, both optimizers, metrics — must be created inside
-``strategy.scope()``; :func:`pcl_tf.experiment.train_and_evaluate` does that. The training step
+``strategy.scope()``; :func:`pcl_tf.experiment.train_and_evaluate` does that, and trains with
+:mod:`pcl_tf.custom_loop` whenever there is more than one replica. The training step
 averages the loss over the global batch (``PCLModel.train_step`` divides each replica's mean by
 the number of replicas before the gradients are summed).
 """
 
 from __future__ import annotations
+
+import json
+import os
 
 import tensorflow as tf
 
@@ -33,6 +38,11 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     """The strategy called ``name`` (see the module docstring)."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    if name == "multi_worker":
+        # Before anything touches the devices: the collectives must be configured before
+        # TensorFlow's runtime starts ("Collective ops must be configured at program startup").
+        _check_tf_config()
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         return tf.distribute.MirroredStrategy([g.name for g in gpus]) if len(gpus) > 1 else tf.distribute.get_strategy()
@@ -41,8 +51,35 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices)
-    raise ValueError(
-        "multi_worker training is not supported yet: Keras 3's fit fails under "
-        "MultiWorkerMirroredStrategy; use --strategy=mirrored on one machine"
-    )
+
+
+def _check_tf_config() -> None:
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise ValueError("--strategy=multi_worker needs TF_CONFIG, the cluster and this process's task "
+                         "(see BUILD.md, 'Several machines'); on one machine use --strategy=mirrored")
+    try:
+        config = json.loads(text)
+        workers = config["cluster"]["worker"]
+        config["task"]["type"], int(config["task"]["index"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"TF_CONFIG is not a valid cluster description ({e!r}); it needs "
+                         '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": N}}') from None
+    if not workers:
+        raise ValueError("TF_CONFIG lists no workers")
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the work dir: always, except under multi_worker, where only the
+    chief does (the task ``chief``, or worker 0 of a cluster without one)."""
+    resolver = getattr(strategy, "cluster_resolver", None) if is_multi_worker(strategy) else None
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
 

@@ -13,6 +13,8 @@ Running the same command again resumes from the last checkpoint.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from typing import Dict, Optional, Tuple
 
@@ -20,7 +22,7 @@ import keras
 import ml_collections
 import tensorflow as tf
 
-from pcl_tf import adversarial, checkpointing, data, evaluation, io_utils, models, training
+from pcl_tf import adversarial, checkpointing, custom_loop, data, distribute, evaluation, io_utils, models, training
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -203,12 +205,14 @@ def train_and_evaluate(
     Returns the metrics dict also written to ``<workdir>/metrics.json``.
     """
     strategy = strategy or tf.distribute.get_strategy()
+    chief = distribute.is_chief(strategy)  # under multi_worker only the chief writes the work dir
     validate_config(config)
     data_dir = config.data_dir or None
     check_workdir_matches(workdir, config)
     data.ensure_prepared(config.dataset, data_dir)  # fail fast, before anything is written
-    os.makedirs(workdir, exist_ok=True)
-    io_utils.write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
+    if chief:
+        os.makedirs(workdir, exist_ok=True)
+        io_utils.write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
 
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -232,6 +236,11 @@ def train_and_evaluate(
         state = checkpointing.RunState.create()
     manager = checkpointing.make_manager(model, state, os.path.join(workdir, CHECKPOINT_DIR))
     checkpointing.restore_latest(manager, model)
+    if not chief:
+        # Every worker takes part in saving (its variables may need the collectives) but only
+        # the chief's copy is kept: the others write to a scratch directory, removed at the end.
+        scratch = tempfile.mkdtemp(prefix="pcl_tf_worker_")
+        manager = checkpointing.make_manager(model, state, scratch)
     if int(state.step.numpy()) == 0 and int(state.epoch.numpy()) > 0:  # checkpoints that counted epochs only
         state.step.assign(int(state.epoch.numpy()) * steps_per_epoch)
     done_steps = resumed_from_step = int(state.step.numpy())
@@ -249,8 +258,9 @@ def train_and_evaluate(
         training.NonFiniteGuard(steps_per_epoch),  # before the checkpoint: a diverged step is never saved
         checkpointing.StepCheckpoint(manager, state, config.train.checkpoint_every_steps,
                                      config.train.checkpoint_every_epochs, config.train.epochs),
-        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False),
     ]
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False))
     # The data order is a function of the global step alone: a fresh seeded pipeline, repeated,
     # then skipped to the step the run resumes from. A run killed mid-epoch and resumed sees exactly
     # the batches an uninterrupted run would have.
@@ -263,18 +273,24 @@ def train_and_evaluate(
     for first_epoch, end_epoch, steps, skip in segments:
         # A new pipeline per segment: a second iterator over the same dataset object would
         # continue its reshuffling sequence instead of starting it over.
-        segment_data = train_ds if skip == 0 else _train_data(config, seed=config.seed)
-        fit = model.fit(
-            segment_data.repeat().skip(skip),
-            epochs=end_epoch,
-            initial_epoch=first_epoch,
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,  # data.load already shuffles (seeded, every epoch)
-        )
-        history = _merge_history(history, {k: [float(v) for v in values] for k, values in fit.history.items()})
+        segment_data = (train_ds if skip == 0 else _train_data(config, seed=config.seed)).repeat().skip(skip)
+        if strategy.num_replicas_in_sync > 1 or distribute.is_multi_worker(strategy):  # see pcl_tf.custom_loop
+            segment_history = custom_loop.fit(model, strategy, segment_data, epochs=end_epoch, initial_epoch=first_epoch,
+                                              steps_per_epoch=steps, callbacks=callbacks)
+        else:
+            segment_history = model.fit(
+                segment_data,
+                epochs=end_epoch,
+                initial_epoch=first_epoch,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,  # data.load already shuffles (seeded, every epoch)
+            ).history
+        history = _merge_history(history, {k: [float(v) for v in values] for k, values in segment_history.items()})
     train_seconds = time.time() - start
+    if not chief:
+        shutil.rmtree(scratch, ignore_errors=True)
 
     test = evaluation.clean_accuracy(model, test_ds)
     previous = _previous_metrics(workdir)
@@ -298,7 +314,8 @@ def train_and_evaluate(
         "history": _merge_history(previous.get("history", {}), history),
         "test": test,
     }
-    io_utils.write_json_atomic(os.path.join(workdir, METRICS_FILE), metrics)
+    if chief:
+        io_utils.write_json_atomic(os.path.join(workdir, METRICS_FILE), metrics)
     return metrics
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from pcl_tf import distribute
 distribute.split_cpu(2)
 import keras, tensorflow as tf
-from pcl_tf import adversarial, training
+from pcl_tf import adversarial, custom_loop, training
 
 method = sys.argv[1]
 
@@ -46,9 +46,12 @@ weights = {}
 for name, strategy in [("one", tf.distribute.get_strategy()), ("mirrored", distribute.make_strategy("mirrored"))]:
     with strategy.scope():
         model = build()
-    history = model.fit(data, epochs=1, verbose=0, shuffle=False)
+    if strategy.num_replicas_in_sync > 1:  # the loop pcl-train runs under several replicas
+        history = custom_loop.fit(model, strategy, data.repeat(), epochs=1, initial_epoch=0, steps_per_epoch=2)
+    else:
+        history = model.fit(data, epochs=1, verbose=0, shuffle=False).history
     weights[name] = ([w.numpy() for w in model.network.weights], [w.numpy() for w in model.centroid_variables],
-                     history.history["loss"][0], strategy.num_replicas_in_sync)
+                     history["loss"][0], strategy.num_replicas_in_sync)
 diff_w = max(float(np.abs(a - b).max()) for a, b in zip(weights["one"][0], weights["mirrored"][0]))
 diff_c = max(float(np.abs(a - b).max()) for a, b in zip(weights["one"][1], weights["mirrored"][1]))
 print(json.dumps({"weights": diff_w, "centroids": diff_c, "replicas": weights["mirrored"][3],
@@ -70,5 +73,10 @@ def test_mirrored_step_equals_single_device(method):
 def test_strategy_names():
     with pytest.raises(ValueError, match="unknown strategy"):
         distribute.make_strategy("tpu")
-    with pytest.raises(ValueError, match="multi_worker training is not supported"):
-        distribute.make_strategy("multi_worker")
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("TF_CONFIG", raising=False)
+        with pytest.raises(ValueError, match="needs TF_CONFIG"):
+            distribute.make_strategy("multi_worker")
+        env.setenv("TF_CONFIG", '{"cluster": {}}')
+        with pytest.raises(ValueError, match="TF_CONFIG is not a valid cluster description"):
+            distribute.make_strategy("multi_worker")

@@ -28,7 +28,8 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, config.json and metrics.json.")
 flags.DEFINE_string("data_dir", None, "TFDS data dir (overrides config.data_dir).")
 flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES),
-                  "tf.distribute strategy: auto (all GPUs when several, else one device), default, mirrored.")
+                  "tf.distribute strategy: auto (all GPUs when several, else one device), default, mirrored, "
+                  "multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG; run the same command on every worker).")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (testing mirrored on CPU).",
                      lower_bound=0)
 flags.DEFINE_string("export_dir", None, "After training, export a SavedModel to <export_dir>/<next version>/ (pcl-export).")
@@ -81,7 +82,7 @@ def main(argv):
         if key.startswith("prototype_"):
             print(f"test accuracy (nearest prototype, {key[len('prototype_'):]}): {100 * value:.2f} %")
     print(f"work dir: {FLAGS.workdir}")
-    if FLAGS.export_dir:
+    if FLAGS.export_dir and distribute.is_chief(strategy):
         print(f"exported SavedModel: {export.export_workdir(FLAGS.workdir, FLAGS.export_dir)}")
 
 
