@@ -346,6 +346,37 @@ def load_trained(workdir: str) -> Tuple[training.PCLModel, ml_collections.Config
     return model, config
 
 
+def slim_copy(workdir: str, destination: str) -> str:
+    """Writes a copy of a trained work dir that only evaluates and exports: config.json,
+    metrics.json, the finished reports and one checkpoint of the weights and prototypes (no
+    optimizer state, no TensorBoard logs: a few MB for CNN-6 instead of ~30). ``pcl-attack`` and
+    ``pcl-export`` take it like the original; resuming training from it is refused (no optimizer
+    state). Written to a temporary sibling and renamed; an existing ``destination`` is refused.
+    Returns the destination's absolute path."""
+    destination = os.path.abspath(destination)
+    if os.path.exists(destination):
+        raise WorkdirError(f"{destination} already exists; slim copies are never written over, choose another path")
+    model, _ = load_trained(workdir)
+    state = checkpointing.RunState.create()
+    checkpointing.restore_latest(checkpointing.make_manager(model, state, os.path.join(workdir, CHECKPOINT_DIR)), model)
+    parent = os.path.dirname(destination)
+    os.makedirs(parent, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="." + os.path.basename(destination) + ".", dir=parent)
+    try:
+        for name in (CONFIG_FILE, METRICS_FILE):
+            if os.path.exists(os.path.join(workdir, name)):
+                shutil.copyfile(os.path.join(workdir, name), os.path.join(scratch, name))
+        reports = os.path.join(workdir, "reports")
+        if os.path.isdir(reports):  # finished reports only, not the journals of running ones
+            shutil.copytree(reports, os.path.join(scratch, "reports"), ignore=shutil.ignore_patterns("*.partial"))
+        manager = checkpointing.make_manager(model, state, os.path.join(scratch, CHECKPOINT_DIR))
+        manager.save(checkpoint_number=int(state.step.numpy()))
+        os.rename(scratch, destination)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return destination
+
+
 def read_config(path: str) -> ml_collections.ConfigDict:
     """A work dir's config.json over the current defaults, so that work dirs written before a
     field existed still load (the field takes its default)."""

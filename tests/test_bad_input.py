@@ -68,6 +68,11 @@ CASES = [
     ("attack", ["--workdir=run", "--output=file/report"], a_file, "cannot be written"),
     ("export", ["--workdir=run", "--export_dir=out"], None, "does not exist"),
     ("export", ["--workdir=run", "--export_dir=out", "--version=abc"], None, "--version"),
+    ("export", ["--workdir=run", "--slim_copy=run"], not_a_workdir, "already exists"),
+    ("export", ["--workdir=run", "--slim_copy=copy", "--export_dir=out"], not_a_workdir, "not both"),
+    ("train", ["--dataset=fmnist", "--workdir=run", "--strategy=multi_worker"], None, "needs TF_CONFIG"),
+    ("train", ["--dataset=fmnist", "--workdir=run", "--config.mixed_precision=float8"], None,
+     "config.mixed_precision='float8'"),
     ("data", ["--dataset=imagenet"], None, "unknown dataset 'imagenet'"),
     ("data", ["--dataset=fmnist", "--raw_dir=raw", "--data_dir=tfds"], junk_idx_files, "raw"),
 ]

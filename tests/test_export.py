@@ -493,3 +493,16 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(case, workdir, t
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("pcl-export: error: "), proc.stderr
     assert tree(root) == before
+
+
+def test_slim_copy_evaluates_like_the_original_and_is_small(workdir, trained, images, tmp_path):
+    copy = experiment.slim_copy(workdir, str(tmp_path / "slim"))
+    model = experiment.load_trained(copy)[0]
+    np.testing.assert_array_equal(model.inference_model()(images).numpy(), trained.inference_model()(images).numpy())
+    np.testing.assert_array_equal(model.centroid_variables[0].numpy(), trained.centroid_variables[0].numpy())
+    assert sorted(os.listdir(copy)) == ["checkpoints", "config.json", "metrics.json", "reports"]
+    size = lambda d: sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
+    assert size(copy) < size(workdir) / 3  # no optimizer slots, one checkpoint, no logs
+    with pytest.raises(experiment.WorkdirError, match="already exists"):
+        experiment.slim_copy(workdir, copy)
+

@@ -24,6 +24,9 @@ flags.DEFINE_string(
     "export_dir", None, "Model base path, e.g. exports/<model_name>; the version is a sub-directory of it."
 )
 flags.DEFINE_integer("version", None, "Version number to write (a positive integer); default: the next free one.")
+flags.DEFINE_string("slim_copy", None, "Instead of a SavedModel, write a slim copy of the work dir here (weights, "
+                    "prototypes, config, metrics, reports; no optimizer state or logs) that pcl-attack and "
+                    "pcl-export take like the original: how the shipped models in models/ are made.")
 FLAGS = flags.FLAGS
 
 
@@ -37,12 +40,18 @@ def _check_flags():
     """
     if not FLAGS.workdir:
         raise ValueError("give --workdir=DIR, the work dir of a trained model (pcl-train --workdir)")
+    if not os.path.isdir(FLAGS.workdir):
+        raise ValueError(f"work dir {FLAGS.workdir} does not exist; train one with pcl-train --workdir={FLAGS.workdir}")
+    if FLAGS.slim_copy:
+        if FLAGS.export_dir:
+            raise ValueError("give either --export_dir (a SavedModel) or --slim_copy (a work dir copy), not both")
+        if os.path.exists(FLAGS.slim_copy):
+            raise ValueError(f"--slim_copy={FLAGS.slim_copy} already exists; slim copies are never written over")
+        return
     if not FLAGS.export_dir:
         raise ValueError("give --export_dir=DIR, e.g. exports/<model_name>; versions are written under it")
     if FLAGS.version is not None and FLAGS.version < 1:
         raise ValueError(f"--version={FLAGS.version} is not a positive integer; TF Serving versions are 1, 2, ...")
-    if not os.path.isdir(FLAGS.workdir):
-        raise ValueError(f"work dir {FLAGS.workdir} does not exist; train one with pcl-train --workdir={FLAGS.workdir}")
     base = os.path.abspath(FLAGS.export_dir)
     existing = base
     while not os.path.exists(existing):
@@ -62,6 +71,11 @@ def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}; flags look like --export_dir=DIR")
     _check_flags()
+    if FLAGS.slim_copy:
+        from pcl_tf import experiment  # pylint: disable=g-import-not-at-top  (TensorFlow loads here)
+
+        print(f"slim copy of {FLAGS.workdir}: {experiment.slim_copy(FLAGS.workdir, FLAGS.slim_copy)}")
+        return
     from pcl_tf import export  # pylint: disable=g-import-not-at-top  (TensorFlow loads here)
 
     path = export.export_workdir(FLAGS.workdir, FLAGS.export_dir, FLAGS.version)
