@@ -132,6 +132,22 @@ def test_only_the_chief_writes_the_work_dir(runs):
     assert not [d for d in os.listdir("/tmp") if d.startswith("pcl_tf_worker_")]  # scratch removed
 
 
+def test_a_model_trained_by_two_workers_evaluates_and_is_attacked_on_one_device(runs):
+    """Evaluation and attacks need no strategy: the chief's checkpoint loads like any other."""
+    import tensorflow as tf
+
+    from pcl_tf import attacks, experiment
+
+    root, _ = runs
+    model, config = experiment.load_trained(str(root / "mw"))
+    x = tf.random.stateless_uniform((8, 28, 28, 1), seed=[1, 2])
+    y = tf.argmax(model.inference_model()(x), axis=1)
+    pgd = attacks.make_attack("pgd", attacks.default_params("pgd", config.dataset, eps=0.3), seed=0)
+    x_adv = pgd.fn(model.inference_model(), x, y)
+    assert float(tf.reduce_max(tf.abs(x_adv - x))) <= 0.3 + 1e-6
+    assert model.centroid_variables and all(np.isfinite(v.numpy()).all() for v in model.centroid_variables)
+
+
 def test_multi_worker_without_tf_config_is_one_clear_line(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
