@@ -1,4 +1,10 @@
-"""APGD-CE throughput: pcl_tf's in-graph APGD against IBM ART's AutoProjectedGradientDescent.
+"""APGD throughput: pcl_tf's in-graph APGD against IBM ART's AutoProjectedGradientDescent.
+
+``--loss=ce`` (default): APGD-CE. ``--loss=dlr-t``: APGD-T as AutoAttack runs it — the targeted
+DLR loss against each of the 9 classes with the highest clean logits after the true one, one
+targeted run per class (ART: ``AutoProjectedGradientDescent(targeted=True,
+loss_type="difference_logits_ratio")`` once per target rank, kept per image when it succeeds;
+pcl_tf: ``apgd_t(..., n_target_classes=9)``).
 
 Same model (CNN-6, Fashion-MNIST shape: the trained model of --workdir, else fresh weights),
 same real Fashion-MNIST test images, same settings (L∞, ε, initial step 2ε, --steps iterations,
@@ -67,6 +73,8 @@ def main(argv=None):
     parser.add_argument("--eps", type=float, default=0.3)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loss", choices=("ce", "dlr-t"), default="ce")
+    parser.add_argument("--targets", type=int, default=9, help="--loss=dlr-t: target classes per image")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "apgd_vs_art.json"))
     args = parser.parse_args(argv)
     art_images = args.images if args.art_images is None else min(args.art_images, args.images)
@@ -85,23 +93,47 @@ def main(argv=None):
     labels = true if args.workdir else clean  # fresh weights: attack every image (see the docstring)
     attacked = int(np.sum(clean == labels))
 
-    apgd.apgd_ce(twin, x, labels, args.eps, steps=args.steps, seed=args.seed)  # trace / warm up
+    targets = args.targets if args.loss == "dlr-t" else 1
+
+    def ours_attack(seed):
+        if args.loss == "ce":
+            return apgd.apgd_ce(twin, x, labels, args.eps, steps=args.steps, seed=seed)
+        return apgd.apgd_t(twin, x, labels, args.eps, steps=args.steps, n_target_classes=targets, seed=seed)
+
+    ours_attack(args.seed)  # trace / warm up
     start = time.perf_counter()
-    ours = apgd.apgd_ce(twin, x, labels, args.eps, steps=args.steps, seed=args.seed + 1).numpy()
+    ours = ours_attack(args.seed + 1).numpy()
     ours_s = time.perf_counter() - start
-    raw_s = raw_gradients_seconds(twin, x, labels, args.steps + 1)
+    raw_s = raw_gradients_seconds(twin, x, labels, targets * (args.steps + 1))
 
     classifier = TensorFlowV2Classifier(
         twin, nb_classes=10, input_shape=tuple(x.shape[1:]), clip_values=(0.0, 1.0),
         loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     attack = AutoProjectedGradientDescent(
-        classifier, norm=np.inf, eps=args.eps, eps_step=2 * args.eps, max_iter=args.steps, targeted=False,
-        nb_random_init=1, batch_size=args.art_batch_size or art_images, loss_type="cross_entropy", verbose=False,
+        classifier, norm=np.inf, eps=args.eps, eps_step=2 * args.eps, max_iter=args.steps,
+        targeted=args.loss == "dlr-t", nb_random_init=1, batch_size=args.art_batch_size or art_images,
+        loss_type="cross_entropy" if args.loss == "ce" else "difference_logits_ratio", verbose=False,
     )
     np.random.seed(args.seed)  # ART's random start comes from NumPy's global generator
+    x_art, y_art = x[:art_images], labels[:art_images]
     start = time.perf_counter()
-    theirs = attack.generate(x[:art_images], labels[:art_images]).astype(np.float32)
+    if args.loss == "ce":
+        theirs = attack.generate(x_art, y_art).astype(np.float32)
+    else:  # AutoAttack's APGD-T: one targeted run per target rank, on the images still robust
+        logits = twin.predict(x_art, batch_size=250, verbose=0)
+        fooled = np.argmax(logits, axis=1) != y_art  # misclassified images are not attacked
+        logits[np.arange(len(y_art)), y_art] = -np.inf
+        ranked = np.argsort(-logits, axis=1)
+        theirs = x_art.copy()
+        for rank in range(targets):
+            rows = np.flatnonzero(~fooled)
+            if not len(rows):
+                break
+            adv = attack.generate(x_art[rows], np.eye(10, dtype=np.float32)[ranked[rows, rank]]).astype(np.float32)
+            now = np.argmax(twin.predict(adv, batch_size=250, verbose=0), axis=1) != y_art[rows]
+            theirs[rows[now]] = adv[now]
+            fooled[rows[now]] = True
     art_s = time.perf_counter() - start
 
     ours_ips, art_ips = len(x) / ours_s, art_images / art_s
@@ -109,25 +141,26 @@ def main(argv=None):
     acc_ours_same = robust_accuracy(twin, ours[:art_images], labels[:art_images])
     acc_art = robust_accuracy(twin, theirs, labels[:art_images])
     note = "" if art_images == len(x) else f" (ART on the first {art_images} of the {len(x)} images: it is slow)"
-    print(f"APGD-CE, {args.steps} iterations, eps={args.eps}, CNN-6 on Fashion-MNIST test images{note}", flush=True)
+    name = "APGD-CE" if args.loss == "ce" else f"APGD-T ({targets} targets)"
+    print(f"{name}, {args.steps} iterations, eps={args.eps}, CNN-6 on Fashion-MNIST test images{note}", flush=True)
     print(f"pcl_tf : {ours_ips:8.2f} img/s ({len(x)} images in {ours_s:.2f} s), robust acc {acc_ours:.3f} "
           f"({acc_ours_same:.3f} on ART's images)")
     print(f"ART    : {art_ips:8.2f} img/s ({art_images} images in {art_s:.2f} s), robust acc {acc_art:.3f}")
-    print(f"floor  : {len(x) / raw_s:8.2f} img/s for the same {args.steps + 1} raw input gradients "
+    print(f"floor  : {len(x) / raw_s:8.2f} img/s for the same {targets * (args.steps + 1)} raw input gradients "
           f"(pcl_tf APGD costs {ours_s / raw_s:.2f}x its gradients)")
     print(f"ratio  : pcl_tf is {ours_ips / art_ips:.2f}x ART's throughput")
 
     out = {
         "benchmark": "apgd_vs_art", "model": "cnn6", "workdir": args.workdir,
         "labels": "true" if args.workdir else "clean predictions (fresh weights)",
-        "attack": {"loss": "ce", "norm": "linf", "eps": args.eps, "initial_step": 2 * args.eps, "steps": args.steps,
-                   "restarts": 1},
+        "attack": {"loss": args.loss, "norm": "linf", "eps": args.eps, "initial_step": 2 * args.eps, "steps": args.steps,
+                   "restarts": 1, "target_classes": targets if args.loss == "dlr-t" else None},
         "attacked_images": attacked,
         "pcl_tf": {"images": len(x), "seconds": round(ours_s, 3), "images_per_second": round(ours_ips, 2),
                    "robust_accuracy": acc_ours, "robust_accuracy_on_art_images": acc_ours_same},
         "art": {"version": art.__version__, "images": art_images, "batch_size": args.art_batch_size or art_images,
                 "seconds": round(art_s, 3), "images_per_second": round(art_ips, 2), "robust_accuracy": acc_art},
-        "raw_gradients": {"count": args.steps + 1, "seconds": round(raw_s, 3),
+        "raw_gradients": {"count": targets * (args.steps + 1), "seconds": round(raw_s, 3),
                           "images_per_second": round(len(x) / raw_s, 2)},
         "ratio_pcl_tf_over_art": round(ours_ips / art_ips, 3),
         **common.environment(),
