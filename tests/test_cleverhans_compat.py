@@ -141,6 +141,33 @@ def test_cw_l2_in_chunks_with_binary_search(setup):
     assert np.median(l2) < 5.0
 
 
+@pytest.mark.parametrize("binary_search_steps", [1, 2])
+def test_cw_l2_result_for_an_image_does_not_depend_on_its_batch(setup, binary_search_steps):
+    """CleverHans multiplies the per-example loss by an image-shaped constant, which weights it by
+    c·batch·pixels (fix 8): the same image then comes out differently alone and in a batch."""
+    twin, x, y = setup
+    kwargs = dict(c=10.0, steps=60, binary_search_steps=binary_search_steps)
+    alone = ch.cw_l2(twin, x[:1], y[:1], **kwargs).numpy()
+    in_batch = ch.cw_l2(twin, x[:8], y[:8], **kwargs).numpy()
+    assert np.abs(alone - x[:1]).max() > 1e-3  # it moved
+    np.testing.assert_allclose(in_batch[:1], alone, atol=1e-4)
+
+
+def test_cleverhans_cw_as_shipped_weights_the_loss_by_the_batch(setup):
+    """The bug fix 8 removes, shown on CleverHans' own class: at c = 1e-3 the effective weight is
+    c·1·784 ≈ 0.8 for an image alone and c·8·784 ≈ 6.3 in a batch of 8, so the image comes out
+    differently; with the fix it does not (the test above)."""
+    twin, x, y = setup
+    outputs = []
+    for n in (1, 8):
+        attack = CarliniWagnerL2(twin, y=y[:n], batch_size=n, max_iterations=60, binary_search_steps=1,
+                                 initial_const=1e-3)
+        attack.targeted = False
+        attack.optimizer = ch._CWAdam(0.01)
+        outputs.append(attack.attack(x[:n])[:1])
+    assert np.abs(outputs[0] - outputs[1]).max() > 1e-3
+
+
 def test_cw_l2_returns_the_input_where_it_fails(setup):
     twin, x, y = setup
     # c so small that the distortion term dominates: no step succeeds, the inputs come back as is.
