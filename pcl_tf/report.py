@@ -60,7 +60,8 @@ def markdown_table(reports: List[Dict]) -> str:
         name = r["model"]["workdir"]
         cells = [name, r["threat_model"], f"{r['eps']:g}", str(r["num_examples"]), _pct(r["clean_accuracy"])]
         cells += [_pct(r["attacks"][m]["robust_accuracy"]) if m in r["attacks"] else "–" for m in methods]
-        cells.append(_pct(r["worst_case"]["robust_accuracy"]))
+        counted = r["worst_case"].get("attacks", list(r["attacks"]))
+        cells.append(_pct(r["worst_case"]["robust_accuracy"]) if counted else "–")  # no attack within ε
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n" + _cascade_note(reports) + _outside_eps_note(reports)
 
@@ -195,7 +196,7 @@ def comparison_table(reports: List[Dict]) -> str:
         for method, attack in r["attacks"].items():
             column = ("bb " if black else "") + method
             cells.setdefault(key, {})[column] = attack["robust_accuracy"]
-        if not black:
+        if not black and r["worst_case"].get("attacks", list(r["attacks"])):  # a C&W-only report has none
             worst[key] = min(worst.get(key, 1.0), r["worst_case"]["robust_accuracy"])
     present = {c for row in cells.values() for c in row}
     columns = [m for m in PAPER_COLUMNS if m in present]

@@ -85,6 +85,11 @@ def test_worst_case_leaves_out_attacks_not_bounded_by_eps():
     summary = evaluation.summarize(results, ["cw", "pgd"], worst_case_over=["pgd"])
     assert summary["attacks"]["cw"]["robust_accuracy"] == 0.0
     assert summary["worst_case"]["robust_accuracy"] == 0.75 and summary["worst_case"]["attacks"] == ["pgd"]
+    # A C&W-only report has no worst case at ε: the table says so instead of showing clean accuracy.
+    only_cw = evaluation.summarize(results, ["cw"], worst_case_over=[])
+    rep = {"model": {"workdir": "m"}, "threat_model": "white-box", "eps": 0.3, "num_examples": 4,
+           "clean_accuracy": 1.0, "attacks": {"cw": only_cw["attacks"]["cw"]}, "worst_case": only_cw["worst_case"]}
+    assert report.markdown_table([rep]).splitlines()[2].endswith("| 0.0 | – |")
 
 
 @pytest.mark.parametrize("within_eps", [False, True])

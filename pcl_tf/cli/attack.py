@@ -142,7 +142,7 @@ def main(argv):
         report.plot_eps_curves(all_reports, png)
         print(f"robustness vs ε plot: {png}")
     print()
-    print("Accuracy (%) on clean and attacked test images; worst case = survived every attack run:")
+    print("Accuracy (%) on clean and attacked test images; worst case = survived every attack run within ε:")
     print(report.markdown_table(all_reports))
 
 
