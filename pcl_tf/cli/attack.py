@@ -190,7 +190,9 @@ def _white_box(workdir, methods):
         reports.append(robustness.evaluate(model, config, dataset, workdir=workdir, methods=methods, eps=eps,
                                            **_evaluation_args(stem, [workdir])))
     if FLAGS.audit:
-        stats = audit.measure(model, dataset, reports[0]["eps"])
+        # The model-side checks (gradients, restart spread) at the smallest ε > 0 run: at ε = 0
+        # (a sweep's first point) they would measure nothing.
+        stats = audit.measure(model, dataset, min((r["eps"] for r in reports if r["eps"] > 0), default=reports[0]["eps"]))
         checks = audit.run_checks(reports, black_reports=_black_box_reports(workdir), stats=stats)
         for r in reports:
             r["audit"] = {"checks": audit.to_json(checks), "statistics": stats}
