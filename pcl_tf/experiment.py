@@ -12,6 +12,7 @@ Running the same command again resumes from the last checkpoint.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -202,6 +203,8 @@ def train_and_evaluate(
 
     ``strategy`` (default: TensorFlow's default strategy) is the ``tf.distribute`` strategy
     whose scope every variable is created in; ``config.train.batch_size`` is the global batch.
+    With more than one replica training runs :func:`pcl_tf.custom_loop.fit` instead of Keras'
+    ``fit``; under multi-worker only the chief (:func:`pcl_tf.distribute.is_chief`) writes.
     Returns the metrics dict also written to ``<workdir>/metrics.json``.
     """
     strategy = strategy or tf.distribute.get_strategy()
@@ -238,8 +241,9 @@ def train_and_evaluate(
     checkpointing.restore_latest(manager, model)
     if not chief:
         # Every worker takes part in saving (its variables may need the collectives) but only
-        # the chief's copy is kept: the others write to a scratch directory, removed at the end.
+        # the chief's copy is kept: the others write to a scratch directory, removed at exit.
         scratch = tempfile.mkdtemp(prefix="pcl_tf_worker_")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
         manager = checkpointing.make_manager(model, state, scratch)
     if int(state.step.numpy()) == 0 and int(state.epoch.numpy()) > 0:  # checkpoints that counted epochs only
         state.step.assign(int(state.epoch.numpy()) * steps_per_epoch)
@@ -290,7 +294,7 @@ def train_and_evaluate(
         history = _merge_history(history, {k: [float(v) for v in values] for k, values in segment_history.items()})
     train_seconds = time.time() - start
     if not chief:
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)  # now, not only at exit
 
     test = evaluation.clean_accuracy(model, test_ds)
     previous = _previous_metrics(workdir)
