@@ -1,10 +1,10 @@
 """The training loop pcl_tf runs under several replicas, where Keras 3's ``fit`` cannot be trusted.
 
 Keras 3's ``fit`` fails under ``tf.distribute.MultiWorkerMirroredStrategy`` as shipped (DESIGN.md
-§4). Under ``MirroredStrategy`` it runs, but a whole run does not match one device: 8 CE steps on
-real Fashion-MNIST over two logical CPUs ended 0.032 away (max weight difference) from the same
-global batches on one device, against 1.6e-7 with this loop (measured 2026-11-25; the one-step
-test with in-memory data did not show it). A plain ``strategy.run`` loop over the same
+§4). Under ``MirroredStrategy`` it runs, but a run does not match one device: 8 CE steps on real
+Fashion-MNIST through pcl-train's pipeline over two logical CPUs end 0.0324 away (max weight
+difference) from the same global batches on one device, against 1.64e-7 with this loop
+(``bench/distribute_equality.py``, 2026-11-25; a one-step test with in-memory data does not show it). A plain ``strategy.run`` loop over the same
 ``train_step`` matches in both. So this is the smallest loop that keeps everything else the same: it distributes the global batches with
 ``strategy.experimental_distribute_dataset`` (each worker's share of every global batch, so the
 workers together take exactly the batches one process would), runs
