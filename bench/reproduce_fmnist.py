@@ -63,7 +63,9 @@ MAIN_RUNS = (
     Run("pcl", "Ours (PCL)", f"{CNN6}:quick", _budget(6, 2)),
     Run("pcl_advfgsm", "Ours + AdvTrain_FGSM", f"{CNN6}:quick,advfgsm", _budget(4, 1)),
     Run("pcl_advpgd", "Ours + AdvTrain_PGD", f"{CNN6}:quick,advpgd", _budget(2, 1)),
-    Run("madry", "Madry PGD-AT (softmax)", f"{CNN6}:quick,softmax,madry", _budget(2, 1)),
+    # Madry at a fixed ε = 0.3 from random weights sat at chance (CE 2.3028) for its whole first
+    # epoch here; ε ramps up linearly over the first epoch instead (stated in docs/RESULTS.md).
+    Run("madry", "Madry PGD-AT (softmax)", f"{CNN6}:quick,softmax,madry", _budget(2, 1, **{"adv.eps_ramp_epochs": 1})),
 )
 # The black-box source of Table 2: a separately trained VGG-19 (20k images, 2 epochs).
 SOURCE_RUN = Run("vgg19_source", "VGG-19 (source)", f"{VGG19}:quick", _budget(2, 1, **{"train.num_examples": 20000}))

@@ -81,6 +81,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.adv.random_start = True
     c.adv.include_clean = True  # False: train on the adversarial images alone (Madry)
     c.adv.loss = "ce"  # ce | joint (CE + PC, as Algorithm 1 writes the gradient)
+    # ε grows linearly from ~0 to its full value over this many epochs (counted from the start of
+    # training); 0 = full ε from the first step, as the paper and Madry et al. train.
+    c.adv.eps_ramp_epochs = 0.0
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 256

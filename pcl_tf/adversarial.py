@@ -71,6 +71,13 @@ class AdversarialAugmentation:
 
     ``step_size_ratio`` sets PGD's step as a fraction of the batch's ε (0.25 with 10 steps is
     Madry et al.'s 2.5·ε/steps); ``include_clean=False`` trains on the adversarial images alone.
+
+    ``ramp_steps`` > 0 scales the drawn ε by ``min(1, (step + 1) / ramp_steps)`` at training step
+    ``step`` (counted from 0): ε grows linearly to its full value. Why: adversarial-only training
+    at a large fixed ε from random weights can sit at chance (Madry at ε = 0.3 on Fashion-MNIST,
+    Adam 1e-3, stayed at CE 2.3028 for a whole epoch here); a short ramp lets the clean features
+    form first. The step is the optimizer's iteration count, so a resumed run picks the ramp up
+    where it stopped.
     """
 
     method: str
@@ -80,6 +87,7 @@ class AdversarialAugmentation:
     step_size_ratio: float = 0.25
     random_start: bool = True
     include_clean: bool = True
+    ramp_steps: int = 0
 
     def __post_init__(self):
         if self.method not in ("fgsm", "pgd"):
@@ -90,21 +98,34 @@ class AdversarialAugmentation:
             )
         if self.method == "pgd" and (self.steps <= 0 or self.step_size_ratio <= 0):
             raise ValueError("PGD adversarial training needs steps > 0 and step_size_ratio > 0")
+        if self.ramp_steps < 0:
+            raise ValueError(f"the ε ramp's length must be >= 0 steps, got {self.ramp_steps}")
 
     def sample_eps(self) -> tf.Tensor:
         if self.eps_min == self.eps_max:
             return tf.constant(self.eps_min, tf.float32)
         return tf.random.uniform([], self.eps_min, self.eps_max)
 
+    def ramp(self, step) -> tf.Tensor:
+        """The factor on ε at training step ``step`` (from 0): 1 without a ramp."""
+        if self.ramp_steps == 0:
+            return tf.constant(1.0, tf.float32)
+        return tf.minimum(1.0, (tf.cast(step, tf.float32) + 1.0) / float(self.ramp_steps))
+
     def perturb(self, loss_fn: LossFn, x, y, eps) -> tf.Tensor:
         if self.method == "fgsm":
             return tf.stop_gradient(fgsm(loss_fn, x, y, eps))
         return pgd(loss_fn, x, y, eps, self.steps, self.step_size_ratio * eps, self.random_start)
 
-    def __call__(self, loss_fn: LossFn, x, y):
-        """Returns ``(x_train, y_train)``: the batch the weight update is computed on."""
+    def __call__(self, loss_fn: LossFn, x, y, step=None):
+        """Returns ``(x_train, y_train)``: the batch the weight update is computed on.
+
+        ``step`` is the training step (needed with a ramp)."""
+        if self.ramp_steps and step is None:
+            raise ValueError("an adversarial augmentation with an ε ramp needs the training step")
         x = tf.convert_to_tensor(x)
-        x_adv = self.perturb(loss_fn, x, y, self.sample_eps())
+        eps = self.sample_eps() if step is None else self.sample_eps() * self.ramp(step)
+        x_adv = self.perturb(loss_fn, x, y, eps)
         if not self.include_clean:
             return x_adv, y
         return tf.concat([x, x_adv], axis=0), tf.concat([y, y], axis=0)

@@ -84,6 +84,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "pcl.pull_weight": config.pcl.pull_weight,
         "pcl.push_weight": config.pcl.push_weight,
         "pcl.push_margin": config.pcl.push_margin,
+        "adv.eps_ramp_epochs": config.adv.eps_ramp_epochs,
     }
     for field, value in non_negative.items():
         if value < 0:
@@ -102,7 +103,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             )
 
 
-def build_model(config: ml_collections.ConfigDict) -> training.PCLModel:
+def build_model(config: ml_collections.ConfigDict, steps_per_epoch: int = 0) -> training.PCLModel:
     """The (uncompiled) PCLModel a config describes."""
     info = data.info(config.dataset)
     network = models.build_network(
@@ -123,13 +124,16 @@ def build_model(config: ml_collections.ConfigDict) -> training.PCLModel:
         push_weight=config.pcl.push_weight,
         push_margin=config.pcl.push_margin or None,
         branch_ce_weight=config.pcl.branch_ce_weight,
-        adversary=make_adversary(config),
+        adversary=make_adversary(config, steps_per_epoch),
         attack_loss=config.adv.loss,
     )
 
 
-def make_adversary(config) -> Optional[adversarial.AdversarialAugmentation]:
-    """The per-batch adversarial augmentation a config asks for, or None."""
+def make_adversary(config, steps_per_epoch: int = 0) -> Optional[adversarial.AdversarialAugmentation]:
+    """The per-batch adversarial augmentation a config asks for, or None.
+
+    ``steps_per_epoch`` turns ``config.adv.eps_ramp_epochs`` into steps (0: a model built only
+    to be evaluated or checked, whose ramp does not matter)."""
     if config.adv.method == "none":
         return None
     return adversarial.AdversarialAugmentation(
@@ -140,6 +144,7 @@ def make_adversary(config) -> Optional[adversarial.AdversarialAugmentation]:
         step_size_ratio=config.adv.step_size_ratio,
         random_start=config.adv.random_start,
         include_clean=config.adv.include_clean,
+        ramp_steps=round(config.adv.eps_ramp_epochs * steps_per_epoch),
     )
 
 
@@ -234,7 +239,7 @@ def train_and_evaluate(
         raise ConfigError("the training set is empty or of unknown size; check config.train.num_examples")
 
     with strategy.scope():
-        model = build_model(config)
+        model = build_model(config, steps_per_epoch)
         compile_model(model, config, steps_per_epoch)
         state = checkpointing.RunState.create()
     manager = checkpointing.make_manager(model, state, os.path.join(workdir, CHECKPOINT_DIR))

@@ -155,7 +155,7 @@ class PCLModel(keras.Model):
         y = tf.cast(tf.reshape(y, [-1]), tf.int32)
         if self.adversary is None:
             return x, y
-        return self.adversary(self._loss_to_attack, x, y)
+        return self.adversary(self._loss_to_attack, x, y, step=self.optimizer.iterations)
 
     def _loss_to_attack(self, x, y):
         """What adversarial training maximises: CE of the logits, or the whole objective

@@ -87,6 +87,34 @@ def test_adversarial_only_training_batch():
     assert y.shape == (4,)
 
 
+def test_eps_ramp_grows_linearly_to_the_full_eps():
+    """FGSM on a constant-gradient loss moves every pixel by exactly the batch's ε, so the
+    perturbation reads the ramp off: (step + 1) / ramp_steps of 0.2, then 0.2 from step 3 on."""
+    augment = adversarial.AdversarialAugmentation("fgsm", eps_min=0.2, eps_max=0.2, include_clean=False,
+                                                  ramp_steps=4)
+    x = tf.fill([2, 2, 2, 1], 0.5)
+    moved = [float(tf.reduce_max(augment(lambda v, t: tf.reduce_sum(v), x, tf.zeros([2], tf.int32), step=s)[0])) - 0.5
+             for s in (0, 1, 3, 40)]
+    np.testing.assert_allclose(moved, [0.05, 0.1, 0.2, 0.2], atol=1e-6)
+    with pytest.raises(ValueError, match="needs the training step"):
+        augment(lambda v, t: tf.reduce_sum(v), x, tf.zeros([2], tf.int32))
+
+
+def test_training_step_feeds_the_optimizer_step_to_the_ramp(small_model):
+    """The ramp follows the optimizer's iteration count, which a checkpoint restores: after
+    two updates the third batch is perturbed by 3/10 of ε."""
+    model = training.PCLModel(small_model, 3, adversary=adversarial.AdversarialAugmentation(
+        "fgsm", eps_min=0.2, eps_max=0.2, include_clean=False, ramp_steps=10))
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    x, y = batch(8)
+    x = 0.25 + 0.5 * x  # away from the [0, 1] clip, so FGSM moves each pixel by ε exactly
+    for _ in range(2):
+        model.train_on_batch(x, y)
+    assert int(model.optimizer.iterations) == 2
+    x_adv, _ = model.augment(x, y)
+    np.testing.assert_allclose(np.abs(x_adv.numpy() - x).max(), 0.06, atol=1e-6)
+
+
 def test_attack_runs_in_inference_mode_and_leaves_batchnorm_statistics_alone():
     keras.utils.set_random_seed(1)
     x_in = keras.Input((4,))
@@ -107,6 +135,7 @@ def test_attack_runs_in_inference_mode_and_leaves_batchnorm_statistics_alone():
     (dict(method="fgsm", eps_min=0.3, eps_max=0.2), "eps_min <= eps_max"),
     (dict(method="fgsm", eps_min=-0.1, eps_max=0.2), "0 <= eps_min"),
     (dict(method="pgd", eps_min=0.1, eps_max=0.2, steps=0), "steps > 0"),
+    (dict(method="pgd", eps_min=0.1, eps_max=0.2, ramp_steps=-1), "ramp's length"),
 ])
 def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -90,6 +90,7 @@ def test_workdir_of_another_dataset_is_refused(tmp_path):
         ("train.epochs", 0, "must be > 0"),
         ("train.lr", -1.0, "must be > 0"),
         ("pcl.push_weight", -0.5, "must be >= 0"),
+        ("adv.eps_ramp_epochs", -1.0, "must be >= 0"),
     ],
 )
 def test_bad_config_values_are_named(field, value, message):
@@ -98,6 +99,13 @@ def test_bad_config_values_are_named(field, value, message):
     (config[section] if section else config)[name] = value
     with pytest.raises(ValueError, match=message):
         experiment.validate_config(config)
+
+
+def test_eps_ramp_epochs_become_training_steps():
+    config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke,softmax,madry")
+    config.adv.eps_ramp_epochs = 1.5
+    assert experiment.make_adversary(config, steps_per_epoch=10).ramp_steps == 15
+    assert experiment.make_adversary(config).ramp_steps == 0  # a model built to be evaluated
 
 
 def test_load_trained_explains_a_missing_workdir(tmp_path):
