@@ -31,7 +31,9 @@ def build():
     net = keras.Model(x, {"logits": keras.layers.Dense(3)(f), "feat_f": f})
     adversary = None
     if method != "none":
-        adversary = adversarial.AdversarialAugmentation(method, 0.1, 0.1, steps=3, random_start=False)
+        # "pgd_ramp": ε ramps over the two steps (0.05, then 0.1), read from the optimizer's step
+        adversary = adversarial.AdversarialAugmentation(method.split("_")[0], 0.1, 0.1, steps=3, random_start=False,
+                                                        ramp_steps=2 if method.endswith("_ramp") else 0)
     model = training.PCLModel(net, 3, adversary=adversary)
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), centroid_optimizer=keras.optimizers.SGD(0.5))
     model.pc_active.assign(1.0)
@@ -59,7 +61,7 @@ print(json.dumps({"weights": diff_w, "centroids": diff_c, "replicas": weights["m
 """
 
 
-@pytest.mark.parametrize("method", ["none", "fgsm", "pgd"])
+@pytest.mark.parametrize("method", ["none", "fgsm", "pgd", "pgd_ramp"])
 def test_mirrored_step_equals_single_device(method):
     proc = subprocess.run([sys.executable, "-c", SCRIPT, method], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
