@@ -1,0 +1,36 @@
+"""Atomic writes: the new content or the old, never half a file, and ordinary permissions."""
+
+import os
+import stat
+
+import pytest
+
+from pcl_tf import io_utils
+
+
+def test_write_replaces_the_file(tmp_path):
+    path = tmp_path / "report.json"
+    io_utils.write_json_atomic(str(path), {"a": 1})
+    io_utils.write_json_atomic(str(path), {"a": 2})
+    assert io_utils.read_json(str(path)) == {"a": 2}
+    assert os.listdir(tmp_path) == ["report.json"]
+
+
+def test_an_exception_keeps_the_old_content_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "report.md"
+    io_utils.write_text_atomic(str(path), "old\n")
+    with pytest.raises(RuntimeError):
+        with io_utils.open_atomic(str(path)) as f:
+            f.write("half of the new")
+            raise RuntimeError("killed mid-write")
+    assert path.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["report.md"]
+
+
+def test_files_get_the_umask_permissions_not_mkstemps_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        io_utils.write_text_atomic(str(tmp_path / "shared.md"), "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "shared.md").st_mode) == 0o644
