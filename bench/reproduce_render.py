@@ -237,7 +237,8 @@ def _transfer(root: str) -> str:
     if not result:
         return "\n".join(lines + ["", PENDING]) + "\n"
     labels = {os.path.join(root, run.name): run.label for run in plan.MAIN_RUNS + (plan.SOURCE_RUN,)}
-    names = list(result["accuracy"])
+    # the plan's order (MAIN_RUNS, then the source), then anything else
+    names = [n for n in labels if n in result["accuracy"]] + [n for n in result["accuracy"] if n not in labels]
     lines += ["", _header(["source ↓ / target →"] + [labels.get(n, n) for n in names])]
     for source in names:
         lines.append(_row([labels.get(source, source)] + [_pct(result["accuracy"][source][t]) for t in names]))
