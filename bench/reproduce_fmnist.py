@@ -81,6 +81,23 @@ ABLATION_RUNS = tuple(
     for taps in ABLATION_TAPS
 )
 
+# The budget curve: the paper's recipe at 1/8 of its length (`paper_cpu`: 44 epochs of SGD lr 0.1,
+# 6 of them CE, decays at 25 and 31.25, a 1-epoch lr warm-up), softmax and PCL, each evaluated at
+# snapshots of the same run (the lr schedule is the 44-epoch one throughout: the epoch-11 and -22
+# snapshots are taken before any decay, at lr 0.1).
+BUDGET_SNAPSHOTS = (11, 22, 33, 44)
+BUDGET_RUNS = (
+    Run("paper8_softmax", "Softmax", f"{CNN6}:paper_cpu,softmax",
+        (("train.snapshot_epochs", "(" + ",".join(map(str, BUDGET_SNAPSHOTS)) + ")"),)),
+    Run("paper8_pcl", "Ours (PCL)", f"{CNN6}:paper_cpu",
+        (("train.snapshot_epochs", "(" + ",".join(map(str, BUDGET_SNAPSHOTS)) + ")"),)),
+)
+# The paper's attacks (FGSM, PGD-10) and AutoAttack's standard suite, at both ε, on the first 1,000
+# test images; the report's worst case is per sample over all of them.
+BUDGET_METHODS = "fgsm,pgd,apgd-ce,apgd-t,square"
+BUDGET_EPS = "0.1,0.3"
+BUDGET_EXAMPLES = 1000
+
 SWEEP_EPS = "0,0.05,0.1,0.15,0.2,0.25,0.3,0.4"
 BLACK_BOX_METHODS = "fgsm,bim,mim,pgd"  # C&W's 1000 iterations on VGG-19 do not fit the CPU budget
 # pcl-attack --suite=full less C&W, spelled out (the report file is named after the methods), at
@@ -94,6 +111,11 @@ def workdir(root: str, name: str) -> str:
     return os.path.join(root, name)
 
 
+def budget_snapshot(root: str, name: str, epoch: int) -> str:
+    """The snapshot work dir that `pcl-train` keeps at the end of ``epoch`` (train.snapshot_epochs)."""
+    return os.path.join(workdir(root, name), "snapshots", f"epoch_{epoch:03d}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Step:
     """A command and the file whose existence means it is done."""
@@ -101,6 +123,9 @@ class Step:
     name: str
     args: List[str]
     done_when: str
+    # A file the step needs that another, still running step makes (a training's snapshot): until
+    # it exists the step is skipped and a later run of the driver picks it up.
+    needs: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +147,8 @@ def plan(root: str, sizes: Sizes) -> Dict[str, List[Step]]:
     def train(run):
         return Step(f"train_{run.name}", run.train_command(root), os.path.join(workdir(root, run.name), "metrics.json"))
 
-    def attack(name, args, done_when):
-        return Step(name, ["pcl_tf.cli.attack", "--progress=false"] + args, done_when)
+    def attack(name, args, done_when, needs=""):
+        return Step(name, ["pcl_tf.cli.attack", "--progress=false"] + args, done_when, needs)
 
     evaluate = [
         attack("blackbox", [f"--workdir={','.join(main_dirs)}", f"--source_workdir={source}",
@@ -155,7 +180,20 @@ def plan(root: str, sizes: Sizes) -> Dict[str, List[Step]]:
         ablation += [train(run), attack(f"attack_{run.name}", [f"--workdir={workdir(root, run.name)}",
                                                                f"--method={ABLATION_METHODS}", "--eps=0.1", n,
                                                                f"--output={out}"], out + ".json")]
+    budget_train = [train(r) for r in BUDGET_RUNS]
+    budget_evaluate = []
+    for run in BUDGET_RUNS:
+        for epoch in BUDGET_SNAPSHOTS:
+            snapshot = budget_snapshot(root, run.name, epoch)
+            out = os.path.join(root, "results", "budget", f"{run.name}_epoch_{epoch:03d}")
+            budget_evaluate.append(attack(
+                f"budget_{run.name}_epoch_{epoch:03d}",
+                [f"--workdir={snapshot}", f"--method={BUDGET_METHODS}", f"--eps={BUDGET_EPS}",
+                 f"--num_examples={BUDGET_EXAMPLES}", f"--output={out}"], out + ".json",
+                needs=os.path.join(snapshot, "metrics.json")))
     return {
+        "budget_train": budget_train,
+        "budget_evaluate": budget_evaluate,
         "train": [train(r) for r in MAIN_RUNS + (SOURCE_RUN,)],
         "evaluate": evaluate,
         "ablation": ablation,
@@ -166,6 +204,9 @@ def run_step(step: Step, root: str, dry_run: bool) -> None:
     command = [sys.executable, "-m"] + step.args
     if os.path.exists(step.done_when):
         print(f"[done]    {step.name}", flush=True)
+        return
+    if step.needs and not os.path.exists(step.needs):
+        print(f"[waiting] {step.name}: {step.needs} does not exist yet", flush=True)
         return
     print(f"[run]     {step.name}: {' '.join(command[2:])}", flush=True)
     if dry_run:
@@ -186,7 +227,10 @@ def run_step(step: Step, root: str, dry_run: bool) -> None:
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default="runs/repro", help="where work dirs, logs and results go")
-    parser.add_argument("--stage", default="all", choices=("all", "train", "evaluate", "ablation", "render"))
+    parser.add_argument("--stage", default="all",
+                        choices=("all", "train", "evaluate", "ablation", "budget_train", "budget_evaluate", "render"),
+                        help="all = train, evaluate, ablation, render (the budget curve runs only when named)")
+    parser.add_argument("--only", default="", help="comma-separated step names to run (default: every step of the stage)")
     parser.add_argument("--num_examples", type=int, default=Sizes.n,
                         help="test images for black-box, sweep, transfer and ablation evaluations")
     parser.add_argument("--strong_examples", type=int, default=Sizes.strong,
@@ -199,10 +243,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     if min(dataclasses.astuple(sizes)) <= 0:
         parser.error(f"the numbers of test images must be > 0, got {sizes}")
     stages = plan(args.root, sizes)
-    for stage in ("train", "evaluate", "ablation"):
-        if args.stage in ("all", stage):
+    only = {name for name in args.only.split(",") if name}
+    unknown = only - {step.name for steps in stages.values() for step in steps}
+    if unknown:
+        parser.error(f"--only: no step named {', '.join(sorted(unknown))}; --dry_run lists them")
+    for stage in ("train", "evaluate", "ablation", "budget_train", "budget_evaluate"):
+        if args.stage == stage or (args.stage == "all" and not stage.startswith("budget")):
             for step in stages[stage]:
-                run_step(step, args.root, args.dry_run)
+                if not only or step.name in only:
+                    run_step(step, args.root, args.dry_run)
     if args.stage in ("all", "render") and not args.dry_run:
         import reproduce_render
 

@@ -12,6 +12,9 @@ cannot be read (truncated or corrupt).
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import tempfile
 import time
 from typing import Optional
 
@@ -102,3 +105,45 @@ class StepCheckpoint(keras.callbacks.Callback):
         self.state.epoch.assign(epoch + 1)
         if (epoch + 1) % self.every_epochs == 0 or epoch + 1 == self.last_epoch:
             self._save()
+
+
+class EpochSnapshots(keras.callbacks.Callback):
+    """Keeps a loadable copy of the model at the end of chosen epochs, beside the run's own
+    checkpoints (which rotate): ``<directory>/epoch_<E>/`` with ``checkpoints/`` (network,
+    prototypes and the run's bookkeeping, no optimizer state) plus whatever ``write_files``
+    writes into it (the work dir's config.json and a metrics.json).
+
+    One long run then gives several budgets of the same schedule. Each snapshot is written to a
+    temporary sibling and renamed, so a killed run never leaves half a snapshot; one that exists
+    is kept as it is (a resumed run does not rewrite it).
+    """
+
+    def __init__(self, directory: str, epochs, model_items, state: RunState, write_files):
+        super().__init__()
+        self.directory = directory
+        self.epochs = {int(e) for e in epochs}
+        self.model_items = model_items  # () -> the trackables to save (the model's, no optimizer)
+        self.state = state
+        self.write_files = write_files  # (destination, epoch) -> None
+
+    @staticmethod
+    def path(directory: str, epoch: int) -> str:
+        return os.path.join(directory, f"epoch_{int(epoch):03d}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        destination = self.path(self.directory, done)
+        if done not in self.epochs or os.path.exists(destination):
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        scratch = tempfile.mkdtemp(prefix=f".epoch_{done:03d}.", dir=self.directory)
+        try:
+            checkpoint = tf.train.Checkpoint(step=self.state.step, epoch=self.state.epoch,
+                                             train_seconds=self.state.seconds, **self.model_items())
+            tf.train.CheckpointManager(checkpoint, os.path.join(scratch, "checkpoints"), max_to_keep=1).save(
+                checkpoint_number=int(self.state.step.numpy()))
+            self.write_files(scratch, done)
+            os.rename(scratch, destination)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        logging.info("snapshot of epoch %d written to %s", done, destination)

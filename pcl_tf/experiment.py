@@ -6,6 +6,7 @@ A work dir holds everything a later command needs::
     checkpoints/      tf.train checkpoints: network, centroids, both optimizers, epoch
     metrics.json      training history and clean test accuracy (softmax and Eq. 6)
     tensorboard/      every loss term per epoch
+    snapshots/        loadable copies of the model at config.train.snapshot_epochs (if any)
 
 Running the same command again resumes from the last checkpoint.
 """
@@ -23,11 +24,12 @@ import keras
 import ml_collections
 import tensorflow as tf
 
-from pcl_tf import adversarial, checkpointing, custom_loop, data, distribute, evaluation, io_utils, models, training
+from pcl_tf import adversarial, checkpointing, custom_loop, data, distribute, evaluation, io_utils, models, schedule, training
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
+SNAPSHOT_DIR = "snapshots"  # <workdir>/snapshots/epoch_<E>/: loadable copies kept at train.snapshot_epochs
 
 
 class ConfigError(ValueError):
@@ -55,6 +57,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.pcl.centroid_init={config.pcl.centroid_init!r}; choose class_means or normal")
     if config.adv.method not in adversarial.METHODS:
         raise ConfigError(f"config.adv.method={config.adv.method!r}; choose one of {', '.join(adversarial.METHODS)}")
+    if config.adv.start not in training.ADVERSARY_STARTS:
+        raise ConfigError(f"config.adv.start={config.adv.start!r}; choose {' or '.join(training.ADVERSARY_STARTS)}")
     if config.adv.loss not in ("ce", "joint"):
         raise ConfigError(f"config.adv.loss={config.adv.loss!r}; choose ce or joint")
     if config.adv.method != "none":
@@ -71,6 +75,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "eval.batch_size": config.eval.batch_size,
         "pcl.centroid_lr": config.pcl.centroid_lr,
         "train.checkpoint_every_epochs": config.train.checkpoint_every_epochs,
+        "train.schedule_scale": config.train.schedule_scale,
     }
     for field, value in positive.items():
         if not value > 0:
@@ -85,10 +90,21 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "pcl.push_weight": config.pcl.push_weight,
         "pcl.push_margin": config.pcl.push_margin,
         "adv.eps_ramp_epochs": config.adv.eps_ramp_epochs,
+        "train.lr_warmup_epochs": config.train.lr_warmup_epochs,
     }
     for field, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"config.{field}={value} must be >= 0")
+    plan = schedule.Schedule.from_config(config.train)
+    if config.pcl.branches and plan.warmup_epochs >= plan.epochs:
+        raise ConfigError(
+            f"config.train.warmup_epochs ({plan.warmup_epochs}) must be < config.train.epochs ({plan.epochs}) "
+            "for a PCL model: the PC terms switch on only after the CE warm-up, so this run would train "
+            "cross-entropy alone. Lower the warm-up, raise the epochs, or use the softmax variant"
+        )
+    for epoch in config.train.snapshot_epochs:
+        if not 1 <= epoch <= plan.epochs:
+            raise ConfigError(f"config.train.snapshot_epochs: {epoch} is not an epoch of this run (1 to {plan.epochs})")
     info = data.info(config.dataset)
     try:
         branches = models.parse_branches(config.pcl.branches)
@@ -126,6 +142,7 @@ def build_model(config: ml_collections.ConfigDict, steps_per_epoch: int = 0) -> 
         branch_ce_weight=config.pcl.branch_ce_weight,
         adversary=make_adversary(config, steps_per_epoch),
         attack_loss=config.adv.loss,
+        adversary_start=config.adv.start,
     )
 
 
@@ -149,10 +166,11 @@ def make_adversary(config, steps_per_epoch: int = 0) -> Optional[adversarial.Adv
 
 
 def compile_model(model: training.PCLModel, config, steps_per_epoch: int) -> None:
-    schedule = training.learning_rate_schedule(
-        config.train.lr, steps_per_epoch, config.train.lr_decay_epochs, config.train.lr_decay_factor
+    learning_rate = schedule.Schedule.from_config(config.train).learning_rate(
+        config.train.lr, steps_per_epoch, config.train.lr_decay_factor
     )
-    optimizer = training.make_optimizer(config.train.optimizer, schedule, config.train.momentum, config.train.weight_decay)
+    optimizer = training.make_optimizer(config.train.optimizer, learning_rate, config.train.momentum,
+                                        config.train.weight_decay)
     if config.mixed_precision == "mixed_float16":
         # float16 gradients underflow without it; bfloat16 has float32's range and needs none.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -215,6 +233,7 @@ def train_and_evaluate(
     strategy = strategy or tf.distribute.get_strategy()
     chief = distribute.is_chief(strategy)  # under multi_worker only the chief writes the work dir
     validate_config(config)
+    plan = schedule.Schedule.from_config(config.train)
     data_dir = config.data_dir or None
     check_workdir_matches(workdir, config)
     data.ensure_prepared(config.dataset, data_dir)  # fail fast, before anything is written
@@ -259,26 +278,41 @@ def train_and_evaluate(
     history: Dict[str, list] = {}
     callbacks = [
         training.PCLSchedule(
-            config.train.warmup_epochs,
+            plan.warmup_epochs,
             # Its own pipeline (another seed): iterating the training pipeline here would
             # advance its shuffling and make a resumed run see other batches than a whole one.
             init_dataset=_train_data(config, seed=config.seed + 1) if config.pcl.centroid_init == "class_means" else None,
         ),
         training.NonFiniteGuard(steps_per_epoch),  # before the checkpoint: a diverged step is never saved
         checkpointing.StepCheckpoint(manager, state, config.train.checkpoint_every_steps,
-                                     config.train.checkpoint_every_epochs, config.train.epochs),
+                                     config.train.checkpoint_every_epochs, plan.epochs),
     ]
+    if chief and config.train.snapshot_epochs:
+        def write_snapshot_files(destination, epoch):
+            io_utils.write_json_atomic(os.path.join(destination, CONFIG_FILE), config.to_dict())
+            io_utils.write_json_atomic(os.path.join(destination, METRICS_FILE), {
+                "dataset": info.name, "model": config.model, "pcl_branches": config.pcl.branches,
+                "epochs": epoch, "run_epochs": plan.epochs, "warmup_epochs": plan.warmup_epochs,
+                "schedule": plan.describe(), "steps_per_epoch": steps_per_epoch,
+                "learning_rate": float(keras.ops.convert_to_tensor(model.optimizer.learning_rate)),
+                "train_seconds": round(float(state.seconds.numpy()), 1),
+                "test": evaluation.clean_accuracy(model, test_ds),
+            })
+
+        callbacks.append(checkpointing.EpochSnapshots(
+            os.path.join(workdir, SNAPSHOT_DIR), config.train.snapshot_epochs,
+            lambda: model.checkpoint_items(optimizers=False), state, write_snapshot_files))
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False))
     # The data order is a function of the global step alone: a fresh seeded pipeline, repeated,
     # then skipped to the step the run resumes from. A run killed mid-epoch and resumed sees exactly
     # the batches an uninterrupted run would have.
     segments = []
-    if initial_epoch < config.train.epochs and step_in_epoch:
+    if initial_epoch < plan.epochs and step_in_epoch:
         segments.append((initial_epoch, initial_epoch + 1, steps_per_epoch - step_in_epoch, done_steps))
         initial_epoch, done_steps = initial_epoch + 1, (initial_epoch + 1) * steps_per_epoch
-    if initial_epoch < config.train.epochs:
-        segments.append((initial_epoch, config.train.epochs, steps_per_epoch, done_steps))
+    if initial_epoch < plan.epochs:
+        segments.append((initial_epoch, plan.epochs, steps_per_epoch, done_steps))
     for first_epoch, end_epoch, steps, skip in segments:
         # A new pipeline per segment: a second iterator over the same dataset object would
         # continue its reshuffling sequence instead of starting it over.
@@ -308,15 +342,16 @@ def train_and_evaluate(
         "model": config.model,
         "pcl_branches": config.pcl.branches,
         "pcl_mode": config.pcl.mode if config.pcl.branches else None,
-        "epochs": config.train.epochs,
-        "warmup_epochs": config.train.warmup_epochs,
+        "epochs": plan.epochs,
+        "warmup_epochs": plan.warmup_epochs,
+        "schedule": plan.describe(),
         "resumed_from_step": int(resumed_from_step),
         "resumed_from_epoch": int(resumed_from_step) // steps_per_epoch,
         "steps_per_epoch": steps_per_epoch,
         "replicas": strategy.num_replicas_in_sync,
         "train_seconds": round(float(state.seconds.numpy()), 1),  # all sessions, from the checkpoint
         "train_examples_per_second": (
-            round((config.train.epochs * steps_per_epoch - resumed_from_step) * config.train.batch_size / train_seconds, 1)
+            round((plan.epochs * steps_per_epoch - resumed_from_step) * config.train.batch_size / train_seconds, 1)
             if history
             else previous.get("train_examples_per_second")
         ),

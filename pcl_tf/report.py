@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import math
 import platform
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -92,6 +93,20 @@ def _outside_eps_note(reports: List[Dict]) -> str:
 
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> Tuple[float, float]:
+    """Wilson's score interval for a proportion (95 % by default): the interval to quote with a
+    robust accuracy of ``successes`` robust images out of ``n``. Unlike the normal approximation
+    it stays inside [0, 1] and is not empty at 0 or n robust images."""
+    if n <= 0:
+        raise ValueError(f"a confidence interval needs n > 0 images, got {n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"{successes} robust images out of {n} is impossible")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def write(path_stem: str, reports: List[Dict]) -> None:

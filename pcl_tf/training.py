@@ -14,13 +14,18 @@ step is plain CE (a configuration, not a second trainer).
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 import keras
 import tensorflow as tf
 
 from pcl_tf import adversarial, losses
 from pcl_tf.models import registry
+
+
+# When adversarial training starts: with the joint loss after the CE warm-up (Algorithm 1 of the
+# paper generates adversarial examples in its joint-loss phase), or from the first step.
+ADVERSARY_STARTS = ("joint", "first_step")
 
 
 @keras.saving.register_keras_serializable(package="pcl_tf")
@@ -43,13 +48,17 @@ class PCLModel(keras.Model):
         branch_ce_weight: float = 1.0,
         adversary: Optional[adversarial.AdversarialAugmentation] = None,
         attack_loss: str = "ce",
+        adversary_start: str = "first_step",
         **kwargs,
     ):
         super().__init__(**kwargs)
         if attack_loss not in ("ce", "joint"):
             raise ValueError(f"attack_loss={attack_loss!r}; choose ce or joint")
+        if adversary_start not in ADVERSARY_STARTS:
+            raise ValueError(f"adversary_start={adversary_start!r}; choose {' or '.join(ADVERSARY_STARTS)}")
         self.adversary = adversary
         self.attack_loss = attack_loss
+        self.adversary_start = adversary_start
         self.network = network
         self.num_classes = int(num_classes)
         outputs = network.output
@@ -88,14 +97,17 @@ class PCLModel(keras.Model):
         """Logits-only functional twin sharing every weight with this model."""
         return registry.logits_model(self.network)
 
-    def checkpoint_items(self) -> Dict[str, object]:
-        """The trackables a ``tf.train.Checkpoint`` of this model must hold, by name.
+    def checkpoint_items(self, optimizers: bool = True) -> Dict[str, object]:
+        """The trackables a ``tf.train.Checkpoint`` of this model must hold, by name
+        (``optimizers=False``: the weights and prototypes only, for copies that never train).
 
         Keras 3 keeps ``self.pc_layers`` in its own tracked list, which TensorFlow's checkpoint
         graph does not follow; naming every part explicitly also keeps checkpoint keys stable.
         """
         items = {"network": self.network, "pc_active": self.pc_active}
         items.update({layer.name: layer for layer in self.pc_layers})
+        if not optimizers:
+            return items
         if getattr(self, "optimizer", None) is not None:
             items["optimizer"] = self.optimizer
         if self.centroid_optimizer is not None:
@@ -151,11 +163,25 @@ class PCLModel(keras.Model):
 
     def augment(self, x, y):
         """The batch a training step updates on: ``(x, y)`` itself, or with the adversarial
-        copies of :attr:`adversary` made against the current model in inference mode."""
+        copies of :attr:`adversary` made against the current model in inference mode.
+
+        ``adversary_start="first_step"`` (the default here) augments every step, as Madry et al.
+        train. With ``"joint"`` (Algorithm 1; what pcl-train's configs use for PCL + AdvTrain) the
+        copies are made only once the joint loss is on (``pc_active`` = 1, which
+        :class:`PCLSchedule` sets after the CE warm-up); before that the step trains on the clean
+        batch."""
         y = tf.cast(tf.reshape(y, [-1]), tf.int32)
         if self.adversary is None:
             return x, y
-        return self.adversary(self._loss_to_attack, x, y, step=self.optimizer.iterations)
+
+        def adversarial_batch():
+            return self.adversary(self._loss_to_attack, x, y, step=self.optimizer.iterations)
+
+        if self.adversary_start == "first_step":
+            return adversarial_batch()
+        # The two branches differ in batch size when the clean images are kept: fine for
+        # tf.cond in a graph (the batch dimension becomes unknown), and the losses are means.
+        return tf.cond(self.pc_active > 0.0, adversarial_batch, lambda: (tf.convert_to_tensor(x), y))
 
     def _loss_to_attack(self, x, y):
         """What adversarial training maximises: CE of the logits, or the whole objective
@@ -266,23 +292,6 @@ class PCLSchedule(keras.callbacks.Callback):
         if switching_on and self.init_dataset is not None and self.model.pc_layers:
             self.model.init_centroids_from_class_means(self.init_dataset, self.init_batches)
         self.model.pc_active.assign(1.0 if epoch >= self.warmup_epochs else 0.0)
-
-
-def learning_rate_schedule(
-    base_lr: float, steps_per_epoch: int, decay_epochs: Sequence[int] = (), decay_factor: float = 0.1
-):
-    """Piecewise-constant learning rate: ``base_lr`` times ``decay_factor`` at each decay epoch.
-
-    Expressed in optimizer steps (``optimizer.iterations``), so the decay takes effect, survives a
-    resume, and can be checked by reading ``optimizer.learning_rate``.
-    """
-    if not decay_epochs:
-        return float(base_lr)
-    # PiecewiseConstantDecay keeps values[i] while step <= boundaries[i]; the first step of
-    # epoch e is step e * steps_per_epoch (counting from 0), so the boundary is one before it.
-    boundaries = [int(e) * int(steps_per_epoch) - 1 for e in sorted(decay_epochs)]
-    values = [float(base_lr) * decay_factor**i for i in range(len(boundaries) + 1)]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
 def make_optimizer(name: str, learning_rate, momentum: float = 0.9, weight_decay: float = 0.0):

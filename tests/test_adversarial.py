@@ -162,3 +162,42 @@ def test_fgsm_adversarial_training_raises_robust_accuracy_on_a_tiny_problem():
         robust[name] = (np.argmax(twin(x_adv), 1) == y_test).mean()
     # Measured: plain 0.55, FGSM-trained 0.97.
     assert robust["fgsm"] > robust["plain"] + 0.25, robust
+
+
+def test_joint_start_augments_only_once_the_joint_loss_is_on(small_model):
+    """Algorithm 1 makes adversarial copies in its joint-loss phase: during the CE warm-up
+    (pc_active = 0) the batch is the clean one; after it, clean + adversarial."""
+    model = training.PCLModel(small_model, 3, adversary_start="joint", adversary=adversarial.AdversarialAugmentation(
+        "fgsm", eps_min=0.1, eps_max=0.1))
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    x, y = batch(8)
+    x_warm, y_warm = model.augment(x, y)
+    np.testing.assert_array_equal(x_warm.numpy(), x)
+    np.testing.assert_array_equal(y_warm.numpy(), y)
+    model.pc_active.assign(1.0)
+    x_joint, _ = model.augment(x, y)
+    assert x_joint.shape[0] == 16 and np.abs(x_joint.numpy()[8:] - x).max() > 0.05
+
+
+def test_joint_start_follows_the_warmup_inside_fit(small_model):
+    """Through fit and PCLSchedule (warm-up of 1 epoch of 2): the adversary is called in the
+    compiled step only in epoch 2, once per batch; with first_step from the first batch."""
+    calls = tf.Variable(0, dtype=tf.int64)
+
+    class CountingAugmentation(adversarial.AdversarialAugmentation):
+        def __call__(self, loss_fn, x, y, step=None):
+            calls.assign_add(1)
+            return super().__call__(loss_fn, x, y, step)
+
+    x, y = batch(16)
+    seen = {}
+    for start in ("joint", "first_step"):
+        calls.assign(0)
+        model = training.PCLModel(small_model, 3, adversary_start=start,
+                                  adversary=CountingAugmentation("fgsm", eps_min=0.1, eps_max=0.1))
+        model.compile(optimizer=keras.optimizers.SGD(0.0))
+        per_epoch = []
+        record = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: per_epoch.append(int(calls.numpy())))
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[training.PCLSchedule(1), record])
+        seen[start] = per_epoch
+    assert seen == {"joint": [0, 2], "first_step": [2, 4]}

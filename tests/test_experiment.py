@@ -52,20 +52,20 @@ def test_rerun_resumes_instead_of_retraining_and_load_trained_restores(tmp_path)
     config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"))
     workdir = str(tmp_path / "run")
     with tfds.testing.mock_data(num_examples=96):
-        config.train.epochs = 1
+        config.train.epochs = 2
         first = experiment.train_and_evaluate(config, workdir, verbose=0)
-        config.train.epochs = 2  # asking for one more epoch trains exactly one more
+        config.train.epochs = 3  # asking for one more epoch trains exactly one more
         second = experiment.train_and_evaluate(config, workdir, verbose=0)
         third = experiment.train_and_evaluate(config, workdir, verbose=0)  # nothing left to do
         model, loaded_config = experiment.load_trained(workdir)
         x = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
         assert model.inference_model()(x).shape == (3, 10)
-    assert first["resumed_from_epoch"] == 0 and len(first["history"]["loss"]) == 1
-    assert second["resumed_from_epoch"] == 1 and len(second["history"]["loss"]) == 2
-    assert third["resumed_from_epoch"] == 2 and third["test"] == second["test"]
+    assert first["resumed_from_epoch"] == 0 and len(first["history"]["loss"]) == 2
+    assert second["resumed_from_epoch"] == 2 and len(second["history"]["loss"]) == 3
+    assert third["resumed_from_epoch"] == 3 and third["test"] == second["test"]
     # The training budget survives resumes: seconds accumulate in the checkpoint.
     assert 0 < first["train_seconds"] < second["train_seconds"] == third["train_seconds"]
-    assert loaded_config.train.epochs == 2
+    assert loaded_config.train.epochs == 3
     assert float(model.pc_active) == 1.0  # warm-up (1 epoch) is over, carried by the checkpoint
 
 
@@ -91,6 +91,11 @@ def test_workdir_of_another_dataset_is_refused(tmp_path):
         ("train.lr", -1.0, "must be > 0"),
         ("pcl.push_weight", -0.5, "must be >= 0"),
         ("adv.eps_ramp_epochs", -1.0, "must be >= 0"),
+        ("adv.start", "later", "joint or first_step"),
+        ("train.schedule_scale", 0.0, "schedule_scale=0.0 must be > 0"),
+        ("train.lr_warmup_epochs", -1.0, "must be >= 0"),
+        ("train.warmup_epochs", 2, r"warmup_epochs \(2\) must be < config.train.epochs \(2\)"),
+        ("train.snapshot_epochs", (1, 3), "3 is not an epoch of this run"),
     ],
 )
 def test_bad_config_values_are_named(field, value, message):
@@ -111,3 +116,45 @@ def test_eps_ramp_epochs_become_training_steps():
 def test_load_trained_explains_a_missing_workdir(tmp_path):
     with pytest.raises(experiment.WorkdirError, match="does not exist"):
         experiment.load_trained(str(tmp_path / "nope"))
+
+
+def test_a_softmax_run_may_be_all_warmup():
+    """The warm-up >= epochs refusal is about PC terms that would never switch on."""
+    config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke,softmax")
+    config.train.warmup_epochs = 5
+    experiment.validate_config(config)
+
+
+def test_paper_cpu_is_the_papers_recipe_at_one_eighth():
+    from pcl_tf import schedule
+
+    config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "paper_cpu")
+    plan = schedule.Schedule.from_config(config.train)
+    assert (plan.epochs, plan.warmup_epochs, plan.lr_decay_epochs) == (44, 6, (25.0, 31.25))
+    t = config.train
+    assert (t.optimizer, t.lr, t.momentum, t.weight_decay, t.batch_size, t.lr_decay_factor) == ("sgd", 0.1, 0.9, 1e-4, 256, 0.1)
+    assert t.lr_warmup_epochs == 1.0  # the one addition to the paper's recipe, named in the variant
+    assert load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "paper_cpu,advpgd").adv.start == "joint"
+    assert load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "paper_cpu,softmax,madry").adv.start == "first_step"
+
+
+def test_snapshots_are_loadable_work_dirs_and_survive_a_resume(tmp_path):
+    config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"))
+    workdir = str(tmp_path / "run")
+    with tfds.testing.mock_data(num_examples=96):
+        config.train.epochs = 2
+        config.train.snapshot_epochs = (1, 2)
+        experiment.train_and_evaluate(config, workdir, verbose=0)
+        snapshots = os.path.join(workdir, "snapshots")
+        assert sorted(os.listdir(snapshots)) == ["epoch_001", "epoch_002"]
+        first_mtime = os.path.getmtime(os.path.join(snapshots, "epoch_001", "metrics.json"))
+        config.train.epochs = 3  # resume for one more epoch: the snapshots stay as they were
+        experiment.train_and_evaluate(config, workdir, verbose=0)
+        assert os.path.getmtime(os.path.join(snapshots, "epoch_001", "metrics.json")) == first_mtime
+        for epoch in (1, 2):
+            snapshot = os.path.join(snapshots, f"epoch_{epoch:03d}")
+            model, _ = experiment.load_trained(snapshot)
+            with open(os.path.join(snapshot, "metrics.json")) as f:
+                metrics = json.load(f)
+            assert metrics["epochs"] == epoch and 0.0 <= metrics["test"]["softmax"] <= 1.0
+            assert float(model.pc_active) == (0.0 if epoch == 1 else 1.0)  # warm-up: 1 epoch

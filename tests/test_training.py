@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pcl_tf import schedule as lr_schedule
 from pcl_tf import training
 
 CLASSES = 3
@@ -96,7 +97,7 @@ def test_pcl_schedule_switches_the_pc_terms_on_after_warmup():
 
 
 def test_learning_rate_decay_really_applies():
-    schedule = training.learning_rate_schedule(0.1, steps_per_epoch=2, decay_epochs=(1, 2), decay_factor=0.1)
+    schedule = lr_schedule.learning_rate_schedule(0.1, decay_steps=(2, 4), decay_factor=0.1)
     optimizer = keras.optimizers.SGD(schedule)
     model = training.PCLModel(tiny_network(), CLASSES)
     model.compile(optimizer=optimizer)
