@@ -82,7 +82,7 @@ ABLATION_RUNS = tuple(
 )
 
 # The budget curve: the paper's recipe at 1/8 of its length (`paper_cpu`: 44 epochs of SGD lr 0.1,
-# 6 of them CE, decays at 25 and 31.25, a 1-epoch lr warm-up), softmax and PCL, each evaluated at
+# 6 of them CE, decays at 25 and 31.25, gradients clipped at norm 1), softmax and PCL, evaluated at
 # snapshots of the same run (the lr schedule is the 44-epoch one throughout: the epoch-11 and -22
 # snapshots are taken before any decay, at lr 0.1).
 BUDGET_SNAPSHOTS = (11, 22, 33, 44)

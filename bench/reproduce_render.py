@@ -169,7 +169,8 @@ def _budget_curve(root: str, figures: str) -> str:
     lines = ["## Does PCL make CNN-6 robust? The paper's recipe at growing budgets", "",
              "Softmax and PCL trained with the paper's recipe shrunk to 1/8 (`configs/fmnist_cnn6.py:paper_cpu`: "
              "SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch 256, 44 epochs of which 6 are CE warm-up, lr ×0.1 "
-             "at epochs 25 and 31.25, plus a linear lr warm-up over the first epoch), evaluated at snapshots of "
+             "at epochs 25 and 31.25, plus gradient clipping at global norm 1, without which SGD at lr 0.1 diverges "
+             "on CNN-6 — see below), evaluated at snapshots of "
              "that one run. The lr schedule is the 44-epoch one throughout: snapshots before epoch 25 were taken "
              "at lr 0.1, before any decay, so they are not what a run scheduled to end there would give. "
              "Each cell: robust accuracy on the first 1,000 test images and its 95 % Wilson interval. "

@@ -91,6 +91,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "pcl.push_margin": config.pcl.push_margin,
         "adv.eps_ramp_epochs": config.adv.eps_ramp_epochs,
         "train.lr_warmup_epochs": config.train.lr_warmup_epochs,
+        "train.clip_global_norm": config.train.clip_global_norm,
     }
     for field, value in non_negative.items():
         if value < 0:
@@ -170,7 +171,7 @@ def compile_model(model: training.PCLModel, config, steps_per_epoch: int) -> Non
         config.train.lr, steps_per_epoch, config.train.lr_decay_factor
     )
     optimizer = training.make_optimizer(config.train.optimizer, learning_rate, config.train.momentum,
-                                        config.train.weight_decay)
+                                        config.train.weight_decay, config.train.clip_global_norm)
     if config.mixed_precision == "mixed_float16":
         # float16 gradients underflow without it; bfloat16 has float32's range and needs none.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

@@ -294,13 +294,18 @@ class PCLSchedule(keras.callbacks.Callback):
         self.model.pc_active.assign(1.0 if epoch >= self.warmup_epochs else 0.0)
 
 
-def make_optimizer(name: str, learning_rate, momentum: float = 0.9, weight_decay: float = 0.0):
-    """``sgd`` (with momentum) or ``adam``; weight decay is decoupled (Keras' ``weight_decay``)."""
+def make_optimizer(name: str, learning_rate, momentum: float = 0.9, weight_decay: float = 0.0,
+                   clip_global_norm: float = 0.0):
+    """``sgd`` (with momentum) or ``adam``; weight decay is decoupled (Keras' ``weight_decay``).
+
+    ``clip_global_norm`` > 0 rescales the network's gradients so that their global norm is at
+    most that (Keras' ``global_clipnorm``); 0 leaves them alone."""
     wd = weight_decay or None
+    clip = {"global_clipnorm": float(clip_global_norm)} if clip_global_norm else {}
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=momentum, weight_decay=wd)
+        return keras.optimizers.SGD(learning_rate, momentum=momentum, weight_decay=wd, **clip)
     if name == "adam":
-        return keras.optimizers.Adam(learning_rate, weight_decay=wd)
+        return keras.optimizers.Adam(learning_rate, weight_decay=wd, **clip)
     raise ValueError(f"unknown optimizer {name!r}; choose sgd or adam")
 
 

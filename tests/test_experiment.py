@@ -133,7 +133,7 @@ def test_paper_cpu_is_the_papers_recipe_at_one_eighth():
     assert (plan.epochs, plan.warmup_epochs, plan.lr_decay_epochs) == (44, 6, (25.0, 31.25))
     t = config.train
     assert (t.optimizer, t.lr, t.momentum, t.weight_decay, t.batch_size, t.lr_decay_factor) == ("sgd", 0.1, 0.9, 1e-4, 256, 0.1)
-    assert t.lr_warmup_epochs == 1.0  # the one addition to the paper's recipe, named in the variant
+    assert (t.clip_global_norm, t.lr_warmup_epochs) == (1.0, 0.0)  # the one addition, named in the variant
     assert load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "paper_cpu,advpgd").adv.start == "joint"
     assert load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "paper_cpu,softmax,madry").adv.start == "first_step"
 

@@ -178,3 +178,13 @@ def test_non_finite_loss_stops_training_naming_step_and_term(tmp_path):
         model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
                   callbacks=[training.NonFiniteGuard(steps_per_epoch=4), checkpoint])
     assert saved == []  # the diverged epoch never reached its checkpoint
+
+
+def test_clip_global_norm_rescales_the_step_and_zero_leaves_it_alone():
+    """A gradient of global norm 5 (3, 4 on two variables) moves the weights by 0.5 in norm
+    with clip_global_norm=0.5 (direction kept), and by 5 without clipping (SGD lr 1, no momentum)."""
+    for clip, moved in ((0.5, 0.5), (0.0, 5.0)):
+        a, b = tf.Variable([0.0]), tf.Variable([0.0])
+        optimizer = training.make_optimizer("sgd", 1.0, momentum=0.0, clip_global_norm=clip)
+        optimizer.apply([tf.constant([3.0]), tf.constant([4.0])], [a, b])
+        np.testing.assert_allclose([-a.numpy()[0], -b.numpy()[0]], [0.6 * moved, 0.8 * moved], rtol=1e-6)
