@@ -27,10 +27,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Dict, List, Optional, Tuple
+
+from pcl_tf import checkpointing
 
 CNN6 = "configs/fmnist_cnn6.py"
 VGG19 = "configs/fmnist_vgg19.py"
@@ -224,11 +228,68 @@ def run_step(step: Step, root: str, dry_run: bool) -> None:
     print(f"[ok]      {step.name} in {time.time() - start:.0f} s", flush=True)
 
 
+def stash(root: str, destination: str) -> None:
+    """Copies what a later session needs to go on with the budget runs into ``destination``
+    (committed to the repository, since a session's work dir may not survive it): per run its
+    config.json, its newest checkpoint (weights, prototypes and optimizer state: resumable),
+    its snapshots and metrics.json, and the finished budget reports. Each run's copy replaces the
+    previous one atomically (written beside it, then renamed)."""
+    for run in BUDGET_RUNS:
+        source = workdir(root, run.name)
+        newest = checkpointing.newest_checkpoint_name(os.path.join(source, "checkpoints"))
+        if newest is None:
+            continue
+        scratch = tempfile.mkdtemp(prefix=f".{run.name}.", dir=_makedirs(destination))
+        os.makedirs(os.path.join(scratch, "checkpoints"))
+        for name in os.listdir(os.path.join(source, "checkpoints")):
+            if name.startswith(newest + "."):
+                shutil.copyfile(os.path.join(source, "checkpoints", name), os.path.join(scratch, "checkpoints", name))
+        with open(os.path.join(scratch, "checkpoints", "checkpoint"), "w", encoding="utf-8") as f:
+            f.write(f'model_checkpoint_path: "{newest}"\nall_model_checkpoint_paths: "{newest}"\n')
+        for name in ("config.json", "metrics.json"):
+            if os.path.exists(os.path.join(source, name)):
+                shutil.copyfile(os.path.join(source, name), os.path.join(scratch, name))
+        if os.path.isdir(os.path.join(source, "snapshots")):
+            shutil.copytree(os.path.join(source, "snapshots"), os.path.join(scratch, "snapshots"),
+                            ignore=shutil.ignore_patterns(".*"))
+        target = os.path.join(destination, run.name)
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.rename(scratch, target)
+        print(f"[stashed] {run.name}: {newest} -> {target}", flush=True)
+    reports = os.path.join(root, "results", "budget")
+    if os.path.isdir(reports):
+        shutil.copytree(reports, os.path.join(destination, "results", "budget"), dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".*", "*.partial"))
+
+
+def unstash(root: str, source: str) -> None:
+    """Seeds each budget run's work dir from a stash when the work dir has no checkpoint yet, so
+    that ``pcl-train`` resumes where the stashed session stopped instead of starting over."""
+    for run in BUDGET_RUNS:
+        stashed, target = os.path.join(source, run.name), workdir(root, run.name)
+        if not os.path.isdir(stashed) or checkpointing.newest_checkpoint_name(os.path.join(target, "checkpoints")):
+            continue
+        if os.path.exists(target):
+            shutil.rmtree(target)  # a work dir without a checkpoint holds nothing to keep
+        shutil.copytree(stashed, target)
+        print(f"[unstashed] {run.name}: {checkpointing.newest_checkpoint_name(os.path.join(target, 'checkpoints'))} from {stashed}",
+              flush=True)
+    reports = os.path.join(source, "results", "budget")
+    if os.path.isdir(reports):
+        shutil.copytree(reports, os.path.join(root, "results", "budget"), dirs_exist_ok=True)
+
+
+def _makedirs(path: str) -> str:
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default="runs/repro", help="where work dirs, logs and results go")
     parser.add_argument("--stage", default="all",
-                        choices=("all", "train", "evaluate", "ablation", "budget_train", "budget_evaluate", "render"),
+                        choices=("all", "train", "evaluate", "ablation", "budget_train", "budget_evaluate", "render", "stash"),
                         help="all = train, evaluate, ablation, render (the budget curve runs only when named)")
     parser.add_argument("--only", default="", help="comma-separated step names to run (default: every step of the stage)")
     parser.add_argument("--num_examples", type=int, default=Sizes.n,
@@ -238,6 +299,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--cw_examples", type=int, default=Sizes.cw, help="test images for C&W-L2 (1000 iterations)")
     parser.add_argument("--results", default="docs/RESULTS.md", help="the Markdown file --stage=render writes")
     parser.add_argument("--dry_run", action="store_true", help="print the commands without running them")
+    parser.add_argument("--stash", default="",
+                        help="a folder that carries the budget runs across sessions: read before the budget stages "
+                             "(a run with no checkpoint resumes from it), written by --stage=stash")
     args = parser.parse_args(argv)
     sizes = Sizes(args.num_examples, args.strong_examples, args.cw_examples)
     if min(dataclasses.astuple(sizes)) <= 0:
@@ -247,6 +311,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     unknown = only - {step.name for steps in stages.values() for step in steps}
     if unknown:
         parser.error(f"--only: no step named {', '.join(sorted(unknown))}; --dry_run lists them")
+    if args.stage == "stash":
+        if not args.stash:
+            parser.error("--stage=stash needs --stash=DIR")
+        stash(args.root, args.stash)
+        return
+    if args.stash and args.stage.startswith("budget") and not args.dry_run:
+        unstash(args.root, args.stash)
     for stage in ("train", "evaluate", "ablation", "budget_train", "budget_evaluate"):
         if args.stage == stage or (args.stage == "all" and not stage.startswith("budget")):
             for step in stages[stage]:

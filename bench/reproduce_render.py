@@ -220,20 +220,22 @@ def _plot_budget_curve(points: List[Dict], path: str) -> bool:
             if not mine:
                 continue
             epochs = [p["epoch"] for p in mine]
-            for key, style, label in (("pgd", "-", "PGD-10"), ("worst", "--", "worst case")):
+            for key, style, marker, label in (("pgd", "-", "o", "PGD-10"), ("worst", "--", "s", "worst case")):
                 counts = [p["reports"][eps]["worst_case"]["robust_count"] if key == "worst"
                           else p["reports"][eps]["attacks"]["pgd"]["robust_count"] for p in mine]
                 ns = [p["reports"][eps]["num_examples"] for p in mine]
                 values = [100 * c / n for c, n in zip(counts, ns)]
                 cis = [report.wilson_interval(c, n) for c, n in zip(counts, ns)]
                 errors = [[v - 100 * lo for v, (lo, _) in zip(values, cis)], [100 * hi - v for v, (_, hi) in zip(values, cis)]]
-                ax.errorbar(epochs, values, yerr=errors, fmt=style, marker="o", capsize=3, color=colours.get(run.name),
+                ax.errorbar(epochs, values, yerr=errors, fmt=style, marker=marker, capsize=3, color=colours.get(run.name),
                             label=f"{run.label}: {label}")
             paper = PAPER_PGD.get((run.name.split("_", 1)[1], eps))
             if paper is not None:
                 ax.axhline(paper, color=colours.get(run.name), linestyle=":", linewidth=1.2,
                            label=f"paper {run.label} PGD-10 (350 epochs): {paper:g} %")
-        ax.set_title(f"F-MNIST CNN-6, paper recipe at 1/8, ε = {eps:g} (n = 1,000 per point)", fontsize=9)
+        sizes = sorted({p["reports"][eps]["num_examples"] for p in evaluated if eps in p["reports"]})
+        ax.set_title(f"F-MNIST CNN-6, paper recipe at 1/8, ε = {eps:g} (n = {'/'.join(map(str, sizes))} per point)",
+                     fontsize=9)
         ax.set_xlabel("training epochs (snapshots of one 44-epoch run)")
         ax.set_ylabel("robust accuracy (%)")
         ax.set_xlim(0, max(plan.BUDGET_SNAPSHOTS) + 2)

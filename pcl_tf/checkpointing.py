@@ -51,6 +51,25 @@ def make_manager(model, state: RunState, directory: str, max_to_keep: int = 3) -
     return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
 
 
+def newest_checkpoint_name(directory: str) -> Optional[str]:
+    """The file prefix (e.g. ``ckpt-1200``) of the newest checkpoint that the tf.train
+    ``checkpoint`` index in ``directory`` names, or None; read without TensorFlow."""
+    index = os.path.join(directory, "checkpoint")
+    if not os.path.exists(index):
+        return None
+    with open(index, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model_checkpoint_path:"):
+                return os.path.basename(line.split(":", 1)[1].strip().strip('"'))
+    return None
+
+
+def newest_step(directory: str) -> int:
+    """The step of the newest checkpoint in ``directory`` (0 when there is none)."""
+    suffix = (newest_checkpoint_name(directory) or "").rsplit("-", 1)[-1]
+    return int(suffix) if suffix.isdigit() else 0
+
+
 def restore_latest(manager: tf.train.CheckpointManager, model) -> Optional[str]:
     """Restores the newest readable checkpoint and returns its path (None: fresh start).
 
@@ -94,7 +113,13 @@ class StepCheckpoint(keras.callbacks.Callback):
 
     def _save(self):
         self.state.seconds.assign(self._seconds_before + time.time() - self._start)
-        self.manager.save(checkpoint_number=int(self.state.step.numpy()))
+        return self.manager.save(checkpoint_number=int(self.state.step.numpy()))
+
+    def save_now(self) -> str:
+        """Writes a checkpoint of the current step (e.g. on Ctrl-C) and returns its path."""
+        if not hasattr(self, "_start"):  # interrupted before training began
+            self.on_train_begin()
+        return self._save()
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.state.step.assign_add(1).numpy())

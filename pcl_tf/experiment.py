@@ -276,7 +276,8 @@ def train_and_evaluate(
     initial_epoch, step_in_epoch = divmod(done_steps, steps_per_epoch)
 
     start = time.time()
-    history: Dict[str, list] = {}
+    step_checkpoint = checkpointing.StepCheckpoint(manager, state, config.train.checkpoint_every_steps,
+                                                   config.train.checkpoint_every_epochs, plan.epochs)
     callbacks = [
         training.PCLSchedule(
             plan.warmup_epochs,
@@ -285,8 +286,7 @@ def train_and_evaluate(
             init_dataset=_train_data(config, seed=config.seed + 1) if config.pcl.centroid_init == "class_means" else None,
         ),
         training.NonFiniteGuard(steps_per_epoch),  # before the checkpoint: a diverged step is never saved
-        checkpointing.StepCheckpoint(manager, state, config.train.checkpoint_every_steps,
-                                     config.train.checkpoint_every_epochs, plan.epochs),
+        step_checkpoint,
     ]
     if chief and config.train.snapshot_epochs:
         def write_snapshot_files(destination, epoch):
@@ -314,24 +314,18 @@ def train_and_evaluate(
         initial_epoch, done_steps = initial_epoch + 1, (initial_epoch + 1) * steps_per_epoch
     if initial_epoch < plan.epochs:
         segments.append((initial_epoch, plan.epochs, steps_per_epoch, done_steps))
-    for first_epoch, end_epoch, steps, skip in segments:
-        # A new pipeline per segment: a second iterator over the same dataset object would
-        # continue its reshuffling sequence instead of starting it over.
-        segment_data = (train_ds if skip == 0 else _train_data(config, seed=config.seed)).repeat().skip(skip)
-        if strategy.num_replicas_in_sync > 1 or distribute.is_multi_worker(strategy):  # see pcl_tf.custom_loop
-            segment_history = custom_loop.fit(model, strategy, segment_data, epochs=end_epoch, initial_epoch=first_epoch,
-                                              steps_per_epoch=steps, callbacks=callbacks)
-        else:
-            segment_history = model.fit(
-                segment_data,
-                epochs=end_epoch,
-                initial_epoch=first_epoch,
-                steps_per_epoch=steps,
-                callbacks=callbacks,
-                verbose=verbose,
-                shuffle=False,  # data.load already shuffles (seeded, every epoch)
-            ).history
-        history = _merge_history(history, {k: [float(v) for v in values] for k, values in segment_history.items()})
+    try:
+        history = _fit_segments(model, config, strategy, train_ds, segments, callbacks, verbose)
+    except KeyboardInterrupt:
+        # The optimizer's step count is the truth (the interrupted batch may have been applied
+        # before its callback ran); a resumed run skips exactly the batches already trained on.
+        state.step.assign(tf.cast(model.optimizer.iterations, tf.int64))
+        path = step_checkpoint.save_now() if chief else None
+        raise TrainingInterrupted(f"interrupted at step {int(state.step.numpy())}: "
+                                  + (f"checkpoint written to {path}" if path else "no checkpoint written (not the chief)")
+                                  + "; run the same command to resume") from None
+    except training.TrainingDivergedError as e:
+        raise training.TrainingDivergedError(f"{e}. On disk: {_checkpoint_on_disk(manager)}") from None
     train_seconds = time.time() - start
     if not chief:
         shutil.rmtree(scratch, ignore_errors=True)  # now, not only at exit
@@ -363,6 +357,43 @@ def train_and_evaluate(
         io_utils.write_json_atomic(os.path.join(workdir, METRICS_FILE), metrics)
     return metrics
 
+
+
+def _fit_segments(model, config, strategy, train_ds, segments, callbacks, verbose) -> Dict[str, list]:
+    """Runs Keras' fit (or pcl_tf's loop under distribution) over each resume segment."""
+    history: Dict[str, list] = {}
+    for first_epoch, end_epoch, steps, skip in segments:
+        # A new pipeline per segment: a second iterator over the same dataset object would
+        # continue its reshuffling sequence instead of starting it over.
+        segment_data = (train_ds if skip == 0 else _train_data(config, seed=config.seed)).repeat().skip(skip)
+        if strategy.num_replicas_in_sync > 1 or distribute.is_multi_worker(strategy):  # see pcl_tf.custom_loop
+            segment_history = custom_loop.fit(model, strategy, segment_data, epochs=end_epoch, initial_epoch=first_epoch,
+                                              steps_per_epoch=steps, callbacks=callbacks)
+        else:
+            segment_history = model.fit(
+                segment_data,
+                epochs=end_epoch,
+                initial_epoch=first_epoch,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,  # data.load already shuffles (seeded, every epoch)
+            ).history
+        history = _merge_history(history, {k: [float(v) for v in values] for k, values in segment_history.items()})
+    return history
+
+
+def _checkpoint_on_disk(manager) -> str:
+    """What a rerun would resume from, said plainly."""
+    if manager.latest_checkpoint:
+        return (f"the checkpoint of step {manager.latest_checkpoint.rsplit('-', 1)[-1]} ({manager.latest_checkpoint}); "
+                "a rerun resumes from it with the same settings, so change them first (or move checkpoints/ aside "
+                "to start over)")
+    return "no checkpoint was written yet; a rerun starts from scratch"
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C during training: the message says which checkpoint was written."""
 
 def _previous_metrics(workdir: str) -> Dict:
     path = os.path.join(workdir, METRICS_FILE)

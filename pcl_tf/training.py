@@ -339,6 +339,6 @@ class NonFiniteGuard(keras.callbacks.Callback):
                 step = self._epoch * self.steps_per_epoch + batch + 1
                 raise TrainingDivergedError(
                     f"training diverged at step {step} (epoch {self._epoch + 1}): loss term {name!r} is "
-                    f"{value}; the last good checkpoint is kept. Lower the learning rate "
-                    f"(--config.train.lr) or the PCL weights, then run the same command to resume"
+                    f"{value}; nothing of this step was saved. Lower the learning rate (--config.train.lr), "
+                    f"clip the gradients (--config.train.clip_global_norm) or lower the PCL weights"
                 )

@@ -45,7 +45,11 @@ config.eval.num_examples = 32
 # sees (real TFDS data reads files and has no such coupling): start from N(0, 1) here.
 config.pcl.centroid_init = "normal"
 with tfds.testing.mock_data(num_examples=300):
-    experiment.train_and_evaluate(config, workdir, verbose=0)
+    try:
+        experiment.train_and_evaluate(config, workdir, verbose=0)
+    except experiment.TrainingInterrupted as e:  # what pcl-train turns into one line and exit 130
+        print(e, file=sys.stderr)
+        sys.exit(130)
     model, _ = experiment.load_trained(workdir)
 np.savez(os.path.join(workdir, "final.npz"), *[w.numpy() for w in model.network.weights + model.centroid_variables])
 """ % {"epochs": EPOCHS, "every": EVERY}
@@ -106,6 +110,34 @@ def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(uninterrupted
     print(f"killed at step {steps_done}, resumed from step {metrics['resumed_from_step']} "
           f"(lost {lost}), max weight difference vs uninterrupted: {diff:.3g}")
     assert diff <= 1e-6
+
+
+def test_ctrl_c_saves_the_current_step_and_the_rerun_matches_an_uninterrupted_run(uninterrupted, tmp_path):
+    workdir = tmp_path / "interrupted"
+    workdir.mkdir()
+    proc = run(workdir, "slow")
+    progress = workdir / "progress.txt"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if progress.exists() and progress.read_text().strip() and int(progress.read_text()) >= STEPS_PER_EPOCH + 1:
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("the run never reached the step to interrupt it at")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    message = err.strip().splitlines()[-1]
+    assert message.startswith("interrupted at step ") and "run the same command to resume" in message
+    step = int(message.split()[3].rstrip(":"))
+    assert checkpoint_steps(workdir)[-1] == step  # the checkpoint of the very step it stopped at
+
+    finish(run(workdir))
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert metrics["resumed_from_step"] == step
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(weights(workdir), weights(uninterrupted)))
+    assert diff <= 1e-6, diff
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(uninterrupted, tmp_path):

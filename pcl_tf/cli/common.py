@@ -8,9 +8,40 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from typing import Callable, Sequence, Tuple, Type
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+# PCL_TF_TF_LOGS=1 keeps every line TensorFlow's C++ side prints (for bug reports).
+SHOW_TF_LOGS = os.environ.get("PCL_TF_TF_LOGS", "") not in ("", "0")
+# TensorFlow's known start-up noise on a machine without a GPU: printed by its C++ side straight
+# to file descriptor 2 while it loads (before any log level applies), then the CUDA probe's error.
+_STARTUP_NOISE = ("All log messages before absl::InitializeLog", "cudart_stub.cc", "cuda_platform.cc",
+                  "cpu_feature_guard.cc", "To enable the following instructions", "rebuild TensorFlow with")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its start-up lines filtered out of stderr; anything else it
+    prints while loading is passed through. The CUDA probe's error (printed at first device use,
+    level ERROR) is silenced by TF_CPP_MIN_LOG_LEVEL=3 unless PCL_TF_TF_LOGS is set."""
+    if SHOW_TF_LOGS:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not any(noise in line for noise in _STARTUP_NOISE):
+                    sys.stderr.write(line)
+
+
+_import_tensorflow_quietly()  # before any pcl_tf module imports TensorFlow
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -72,9 +103,11 @@ def run(
     prog: str,
     errors: Tuple[Type[BaseException], ...],
     failures: Tuple[Type[BaseException], ...] = (),
+    interruptions: Tuple[Type[BaseException], ...] = (),
 ) -> None:
     """``absl.app.run(main)`` where the library's usage ``errors`` become one line and exit 2,
-    and run ``failures`` (e.g. a diverged training) one line and exit 3."""
+    run ``failures`` (e.g. a diverged training) one line and exit 3, and ``interruptions`` (Ctrl-C
+    caught by the library after saving its state) one line and exit 130, as a shell reports SIGINT."""
 
     def guarded(argv):
         if not flags.FLAGS["verbosity"].present:
@@ -82,6 +115,8 @@ def run(
             logging.set_verbosity(logging.WARNING)
         try:
             return main(argv)
+        except interruptions as e:
+            fail(prog, e, status=130)
         except failures as e:
             fail(prog, e, status=3)
         except errors as e:

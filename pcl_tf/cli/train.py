@@ -10,6 +10,7 @@ Running the same command again resumes from the last checkpoint in the work dir.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from pcl_tf.cli import common  # sets the TensorFlow log level first
@@ -17,7 +18,7 @@ from pcl_tf.cli import common  # sets the TensorFlow log level first
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from pcl_tf import data, distribute, experiment, export, training  # noqa: E402
+from pcl_tf import checkpointing, data, distribute, experiment, export, schedule, training  # noqa: E402
 
 PROG = "pcl-train"
 
@@ -75,6 +76,12 @@ def main(argv):
     if FLAGS.cpu_devices:
         distribute.split_cpu(FLAGS.cpu_devices)
     strategy = distribute.make_strategy(FLAGS.strategy)
+    resumed = checkpointing.newest_step(os.path.join(FLAGS.workdir, experiment.CHECKPOINT_DIR))
+    plan = schedule.Schedule.from_config(config.train)
+    if resumed:
+        print(f"resuming {FLAGS.workdir} from step {resumed}: {plan.describe()}", flush=True)
+    else:
+        print(f"training {FLAGS.workdir}: {plan.describe()}", flush=True)
     metrics = experiment.train_and_evaluate(config, FLAGS.workdir, verbose=verbose, strategy=strategy)
     test = metrics["test"]
     print(f"test accuracy (softmax): {100 * test['softmax']:.2f} % on {test['num_examples']} images")
@@ -88,7 +95,8 @@ def main(argv):
 
 def run():
     sys.argv = _with_default_config(sys.argv)
-    common.run(main, PROG, errors=(ValueError, data.DatasetError), failures=(training.TrainingDivergedError,))
+    common.run(main, PROG, errors=(ValueError, data.DatasetError), failures=(training.TrainingDivergedError,),
+               interruptions=(experiment.TrainingInterrupted,))
 
 
 if __name__ == "__main__":
