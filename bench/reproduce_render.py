@@ -4,9 +4,10 @@ Only the part between the ``GENERATED`` markers is rewritten, so the hand-writte
 around it stays; a cell whose run or evaluation has not finished yet reads "pending". Every
 number comes from a ``metrics.json`` or a ``pcl-attack`` report under the reproduction root
 (``bench/reproduce_fmnist.py``); the paper's numbers are quoted from its Tables 2, 5 and 7 and
-DESIGN.md §3.
+the published references named beside them.
 
     python bench/reproduce_render.py --root=runs/repro --results=docs/RESULTS.md
+    python bench/reproduce_render.py --root=runs/repro --results=docs/RESULTS.md --budget   # the budget curve only
 """
 
 from __future__ import annotations
@@ -38,11 +39,33 @@ LABELS = {"fgsm": "FGSM", "bim": "BIM", "cw": "C&W", "mim": "MIM", "pgd": "PGD",
           "pgd-restarts": "+PGD-5×restarts"}
 
 
+BUDGET_START, BUDGET_END = "<!-- GENERATED-BUDGET:start (bench/reproduce_render.py --budget) -->", "<!-- GENERATED-BUDGET:end -->"
+
+
+def render_budget(root: str, results_path: str) -> None:
+    """Writes the budget curve (table and PNG) between its own markers of ``results_path``, so
+    that it can be rendered from the budget runs' root alone, without the other tables' runs."""
+    figures = os.path.join(os.path.dirname(results_path) or ".", "figures")
+    _replace_block(results_path, BUDGET_START, BUDGET_END, _budget_curve(root, figures))
+
+
+def _replace_block(results_path: str, start: str, end: str, body: str) -> None:
+    generated = "\n".join([start, "", body, end])
+    if os.path.exists(results_path):
+        text = open(results_path, encoding="utf-8").read()
+        if start in text and end in text:
+            text = text[: text.index(start)] + generated + text[text.index(end) + len(end):]
+        else:
+            text = text.rstrip() + "\n\n" + generated + "\n"
+    else:
+        text = "# Reproduction on Fashion-MNIST\n\n" + generated + "\n"
+    io_utils.write_text_atomic(results_path, text)
+
+
 def render(root: str, results_path: str) -> None:
     """Writes the generated part of ``results_path`` and copies the figures beside it."""
     figures = os.path.join(os.path.dirname(results_path) or ".", "figures")
     sections = [
-        _budget_curve(root, figures),
         _budget_table(root),
         _table2(root),
         _table5(root),
@@ -52,16 +75,7 @@ def render(root: str, results_path: str) -> None:
         _fig1(root, figures),
         _ablation(root),
     ]
-    generated = "\n".join([START, ""] + sections + [END])
-    if os.path.exists(results_path):
-        text = open(results_path, encoding="utf-8").read()
-        if START in text and END in text:
-            text = text[: text.index(START)] + generated + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip() + "\n\n" + generated + "\n"
-    else:
-        text = "# Reproduction on Fashion-MNIST\n\n" + generated + "\n"
-    io_utils.write_text_atomic(results_path, text)
+    _replace_block(results_path, START, END, "\n".join(sections))
 
 
 # ----------------------------------------------------------------------------- loading
@@ -170,7 +184,7 @@ def _budget_curve(root: str, figures: str) -> str:
              "Softmax and PCL trained with the paper's recipe shrunk to 1/8 (`configs/fmnist_cnn6.py:paper_cpu`: "
              "SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch 256, 44 epochs of which 6 are CE warm-up, lr ×0.1 "
              "at epochs 25 and 31.25, plus gradient clipping at global norm 1, without which SGD at lr 0.1 diverges "
-             "on CNN-6 — see below), evaluated at snapshots of "
+             "on CNN-6 — see above), evaluated at snapshots of "
              "that one run. The lr schedule is the 44-epoch one throughout: snapshots before epoch 25 were taken "
              "at lr 0.1, before any decay, so they are not what a run scheduled to end there would give. "
              "Each cell: robust accuracy on the first 1,000 test images and its 95 % Wilson interval. "
@@ -300,7 +314,7 @@ def _table5(root: str) -> str:
         if run.name in PAPER_TABLE5:
             p = PAPER_TABLE5[run.name]
             lines.append(_row([f"*paper: {run.label}*", "*10000*"] + [f"*{v}*" for v in p] + ["–"] * (len(STRONG) + 2)))
-    lines += ["", "Reference (DESIGN.md §3): PGD adversarial training on F-MNIST at ε = 0.1 reaches 90.88 % clean, "
+    lines += ["", "Reference (inspire-group/privacy-vs-robustness): PGD adversarial training on F-MNIST at ε = 0.1 reaches 90.88 % clean, "
               "68.06 % under PGD-20 (inspire-group/privacy-vs-robustness)."]
     return "\n".join(lines) + "\n"
 
@@ -387,8 +401,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default="runs/repro")
     parser.add_argument("--results", default="docs/RESULTS.md")
+    parser.add_argument("--budget", action="store_true", help="render only the budget curve (its own block)")
     args = parser.parse_args(argv)
-    render(args.root, args.results)
+    (render_budget if args.budget else render)(args.root, args.results)
     print(f"wrote {args.results}")
 
 

@@ -2,7 +2,7 @@
 
 A defence can look robust to the attacks it was tested with while only hiding its gradients
 (Athalye, Carlini & Wagner, ICML 2018); PCL's published numbers did not survive AutoAttack
-(DESIGN.md §3). These checks — the sanity checks of the paper's Sec. 5.5, Athalye et al.'s list
+(0.28 % robust against 32.3 % reported on the released CIFAR-10 model, github fra31/auto-attack). These checks — the sanity checks of the paper's Sec. 5.5, Athalye et al.'s list
 and AutoAttack's flags — are computed, not eyeballed, for every report:
 
   iterative_vs_one_step  the strongest iterative attack (BIM, MIM, PGD, APGD) at least as strong as FGSM

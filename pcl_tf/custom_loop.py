@@ -1,7 +1,7 @@
 """The training loop pcl_tf runs under several replicas, where Keras 3's ``fit`` cannot be trusted.
 
-Keras 3's ``fit`` fails under ``tf.distribute.MultiWorkerMirroredStrategy`` as shipped (DESIGN.md
-§4). Under ``MirroredStrategy`` it runs, but a run does not match one device: 8 CE steps on real
+Keras 3's ``fit`` fails under ``tf.distribute.MultiWorkerMirroredStrategy`` as shipped
+(Keras 3.15, measured here). Under ``MirroredStrategy`` it runs, but a run does not match one device: 8 CE steps on real
 Fashion-MNIST through pcl-train's pipeline over two logical CPUs end 0.0324 away (max weight
 difference) from the same global batches on one device, against 1.64e-7 with this loop
 (``bench/distribute_equality.py``, 2026-11-25; a one-step test with in-memory data does not show it). A plain ``strategy.run`` loop over the same

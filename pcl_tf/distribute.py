@@ -3,11 +3,11 @@
 * ``auto``      MirroredStrategy over all GPUs when there are several, else the default strategy.
 * ``default``   one device (TensorFlow's default strategy).
 * ``mirrored``  MirroredStrategy over the GPUs, or — on a machine without GPUs — over the logical
-                CPU devices (see :func:`split_cpu`), listed explicitly as DESIGN.md §4 found
+                CPU devices (see :func:`split_cpu`), listed explicitly as measured with TF 2.21
                 necessary.
 * ``multi_worker`` MultiWorkerMirroredStrategy configured by ``TF_CONFIG`` (one process per
                 machine; every one runs the same command). Keras 3's ``fit`` does not run under
-                it as shipped (DESIGN.md §4); training runs :mod:`pcl_tf.custom_loop`. Only
+                it as shipped (Keras 3.15, measured here); training runs :mod:`pcl_tf.custom_loop`. Only
                 the chief (:func:`is_chief`) writes the work dir.
 
 Variables — network, centroids, both optimizers, metrics — must be created inside

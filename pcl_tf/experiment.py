@@ -466,7 +466,11 @@ def read_config(path: str) -> ml_collections.ConfigDict:
                 base[key] = tuple(value) if isinstance(value, list) else value
 
     config = common.base_config()
-    merge(config, io_utils.read_json(path))
+    saved = io_utils.read_json(path)
+    merge(config, saved)
+    if "start" not in saved.get("adv", {}):
+        # Written before adv.start existed, when adversarial training always started at step 1.
+        config.adv.start = "first_step"
     return config
 
 

@@ -158,3 +158,12 @@ def test_snapshots_are_loadable_work_dirs_and_survive_a_resume(tmp_path):
                 metrics = json.load(f)
             assert metrics["epochs"] == epoch and 0.0 <= metrics["test"]["softmax"] <= 1.0
             assert float(model.pc_active) == (0.0 if epoch == 1 else 1.0)  # warm-up: 1 epoch
+
+
+def test_a_config_written_before_adv_start_existed_reads_as_first_step(tmp_path):
+    """Shipped PCL + AdvTrain models were trained with adversarial copies from step 1."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"dataset": "fashion_mnist", "model": "cnn6", "adv": {"method": "pgd"}}))
+    assert experiment.read_config(str(path)).adv.start == "first_step"
+    path.write_text(json.dumps({"dataset": "fashion_mnist", "model": "cnn6", "adv": {"method": "pgd", "start": "joint"}}))
+    assert experiment.read_config(str(path)).adv.start == "joint"

@@ -1,4 +1,4 @@
-"""Attack names -> functions, and the paper's default parameters per dataset (DESIGN.md §3).
+"""Attack names -> functions, and the paper's default parameters per dataset (paper Sec. 5, Table 2).
 
 Every attack is an :class:`Attack`: a function ``(model, x, y) -> x_adv`` with its parameters
 bound, plus whether it needs the prototypes. Inputs and outputs are float32 images in [0, 1] and
@@ -8,7 +8,7 @@ bound, plus whether it needs the prototypes. Inputs and outputs are float32 imag
 PGD 10 iterations of ε/10 (PGD from a random start); C&W-L2 1000 iterations at learning rate
 0.01 with initial constant c = 10 for (F-)MNIST and 0.1 for CIFAR/SVHN (one search round).
 
-Strong attacks (DESIGN.md §3), at the same ε, with AutoAttack's standard settings (Croce & Hein,
+Strong attacks (Croce & Hein, ICML 2020), at the same ε, with AutoAttack's standard settings (Croce & Hein,
 ICML 2020): APGD-CE 100 iterations, 1 restart; APGD-T (targeted DLR) 100 iterations on each of 9
 target classes, 1 restart; Square 5000 queries, p_init 0.8; plus L∞ CE-PGD with 5 random restarts
 of 10 steps of 2.5·ε/10. For APGD ``steps`` overrides the iterations (its step size is adaptive:
