@@ -34,7 +34,7 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Tuple
 
-from pcl_tf import checkpointing
+from pcl_tf import checkpointing, report
 
 CNN6 = "configs/fmnist_cnn6.py"
 VGG19 = "configs/fmnist_vgg19.py"
@@ -115,6 +115,11 @@ def workdir(root: str, name: str) -> str:
     return os.path.join(root, name)
 
 
+def _report(directory: str, kind: str, methods: str, eps: Tuple[float, ...], n: int, source: str = "") -> str:
+    """The JSON report `pcl-attack` writes into a work dir for these settings (seed 0)."""
+    return os.path.join(directory, "reports", report.report_stem(kind, methods.split(","), eps, n, 0, source=source) + ".json")
+
+
 def budget_snapshot(root: str, name: str, epoch: int) -> str:
     """The snapshot work dir that `pcl-train` keeps at the end of ``epoch`` (train.snapshot_epochs)."""
     return os.path.join(workdir(root, name), "snapshots", f"epoch_{epoch:03d}")
@@ -157,16 +162,16 @@ def plan(root: str, sizes: Sizes) -> Dict[str, List[Step]]:
     evaluate = [
         attack("blackbox", [f"--workdir={','.join(main_dirs)}", f"--source_workdir={source}",
                             f"--method={BLACK_BOX_METHODS}", "--eps=0.3,0.1", n],
-               os.path.join(main_dirs[-1], "reports", f"blackbox_{BLACK_BOX_METHODS.replace(',', '_')}.json")),
+               _report(main_dirs[-1], "blackbox", BLACK_BOX_METHODS, (0.3, 0.1), sizes.n, source=SOURCE_RUN.name)),
     ]
     for d, run in zip(main_dirs, MAIN_RUNS):
         evaluate.append(attack(f"whitebox_{run.name}", [f"--workdir={d}", f"--method={FULL_WITHOUT_CW}", "--eps=0.3,0.1",
                                                         f"--num_examples={sizes.strong}"],
-                               os.path.join(d, "reports", f"whitebox_{FULL_WITHOUT_CW.replace(',', '_')}.json")))
+                               _report(d, "whitebox", FULL_WITHOUT_CW, (0.3, 0.1), sizes.strong)))
     for d, run in zip(main_dirs, MAIN_RUNS):
         evaluate.append(attack(f"cw_{run.name}", [f"--workdir={d}", "--method=cw", "--eps=0.3",
                                                   f"--num_examples={sizes.cw}", "--audit=false"],
-                               os.path.join(d, "reports", "whitebox_cw.json")))
+                               _report(d, "whitebox", "cw", (0.3,), sizes.cw)))
     sweep = os.path.join(root, "results", "sweep")
     evaluate += [
         attack("sweep", [f"--workdir={','.join(main_dirs)}", "--method=fgsm,pgd", f"--eps={SWEEP_EPS}", n,

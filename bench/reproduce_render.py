@@ -83,6 +83,11 @@ def _read(path: str):
     return io_utils.read_json(path) if os.path.exists(path) else None
 
 
+def _first(paths: List[str]):
+    """The report in the first of ``paths`` (sorted), or None."""
+    return _read(sorted(paths)[0]) if paths else None
+
+
 def _reports(workdir: str, kind: str) -> List[Dict]:
     found = []
     for path in sorted(glob.glob(os.path.join(workdir, "reports", f"{kind}_*.json"))):
@@ -281,7 +286,7 @@ def _table2(root: str) -> str:
                       "bb PGD"] + [LABELS[m] for m in STRONG] + ["**worst case**"])]
     for run in plan.MAIN_RUNS:
         d = os.path.join(root, run.name)
-        white, black, cw = _reports(d, "whitebox"), _reports(d, "blackbox"), _read(os.path.join(d, "reports", "whitebox_cw.json"))
+        white, black, cw = _reports(d, "whitebox"), _reports(d, "blackbox"), _first(glob.glob(os.path.join(d, "reports", "whitebox_cw*.json")))
         w = _at(white, 0.3, "pgd")
         cw_cell = PENDING if not cw else f"{_pct(cw[0]['attacks']['cw']['robust_accuracy'])} ({cw[0]['num_examples']})"
         cells = [run.label, w["num_examples"] if w else PENDING, _pct(w and w["clean_accuracy"])]

@@ -109,6 +109,25 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> Tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def report_stem(kind: str, methods: Sequence[str], eps_values: Sequence[float], num_examples: int, seed: int,
+                steps=None, step_size=None, c=None, source: str = "") -> str:
+    """A report's file name without extension, made of everything that decides its numbers (the
+    attacks, each ε, the number of test images, the seed, any attack setting given, the source
+    model of a black-box evaluation), so that evaluations with other settings never overwrite
+    each other; rerunning the same evaluation finds (and resumes) its own report.
+
+    e.g. ``whitebox_fgsm_pgd_eps0.1-0.3_n1000_seed0``, ``blackbox_pgd_eps0.3_n500_seed0_from-vgg19``.
+    """
+    parts = [kind, "_".join(methods), "eps" + "-".join(f"{e:g}" for e in eps_values),
+             f"n{num_examples}" if num_examples else "nall", f"seed{seed}"]
+    for name, value in (("steps", steps), ("stepsize", step_size), ("c", c)):
+        if value is not None:
+            parts.append(f"{name}{value:g}")
+    if source:
+        parts.append(f"from-{source}")
+    return "_".join(parts)
+
+
 def write(path_stem: str, reports: List[Dict]) -> None:
     """Writes ``<stem>.json`` (the list of reports) and ``<stem>.md`` (the table), atomically."""
     io_utils.write_json_atomic(path_stem + ".json", reports)

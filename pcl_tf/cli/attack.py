@@ -170,10 +170,17 @@ def _identity(workdirs):
     return {"checkpoints": checkpoints, "batch_size": FLAGS.batch_size, "data_dir": FLAGS.data_dir}
 
 
+def _stem(kind, methods, eps_values, source=""):
+    """The report name for these flags (see :func:`pcl_tf.report.report_stem`)."""
+    return report.report_stem(kind, methods, eps_values, FLAGS.num_examples, FLAGS.seed, steps=FLAGS.steps,
+                              step_size=FLAGS.step_size, c=FLAGS.c, source=source)
+
+
 def _write_report(stem, reports):
     """Writes the report, then drops the journal of its (now finished) evaluation."""
     report.write(stem, reports)
     shutil.rmtree(stem + ".partial", ignore_errors=True)
+    print(f"report: {stem}.json")
 
 
 def _white_box(workdir, methods):
@@ -183,7 +190,7 @@ def _white_box(workdir, methods):
     if skipped:
         print(f"{workdir}: skipping {', '.join(sorted(skipped))} (the model has no prototypes)")
     dataset = _test_data(config)
-    stem = os.path.join(workdir, "reports", f"whitebox_{'_'.join(methods)}")
+    stem = os.path.join(workdir, "reports", _stem("whitebox", methods, _eps_values(config.dataset)))
     reports = []
     for eps in _eps_values(config.dataset):
         print(f"{workdir}: {', '.join(methods)} at eps={eps:g}", flush=True)
@@ -217,7 +224,9 @@ def _black_box(methods):
     if skipped:
         print(f"skipping {', '.join(sorted(skipped))}: the source model has no prototypes")
     dataset = _test_data(source_config)
-    stems = {w: os.path.join(w, "reports", f"blackbox_{'_'.join(methods)}") for w in targets}
+    source_name = os.path.basename(os.path.normpath(FLAGS.source_workdir))
+    stems = {w: os.path.join(w, "reports", _stem("blackbox", methods, _eps_values(source_config.dataset), source_name))
+             for w in targets}
     journal_stem = stems[FLAGS.workdir[0]]
     reports = []
     for eps in _eps_values(source_config.dataset):
@@ -228,6 +237,7 @@ def _black_box(methods):
     if not FLAGS.output:
         for workdir, stem in stems.items():
             report.write(stem, [r for r in reports if r["model"]["workdir"] == workdir])
+            print(f"report: {stem}.json")
         shutil.rmtree(journal_stem + ".partial", ignore_errors=True)
     return reports
 
@@ -276,7 +286,7 @@ def _transfer(method):
                                     step_size=FLAGS.step_size, c=FLAGS.c)
     matrix = robustness.transfer_matrix(models, dataset, attacks.make_attack(method, params, seed=FLAGS.seed))
     table = report.transfer_table(matrix, method, eps)
-    stem = FLAGS.output or os.path.join(FLAGS.workdir[0], "reports", f"transfer_{method}")
+    stem = FLAGS.output or os.path.join(FLAGS.workdir[0], "reports", _stem("transfer", [method], [eps]))
     io_utils.write_json_atomic(stem + ".json", {"method": method, "params": params, "accuracy": matrix})
     io_utils.write_text_atomic(stem + ".md", table)
     print("Accuracy (%) of each target on examples crafted on each source (diagonal: white-box):")
