@@ -14,6 +14,7 @@ Running the same command again resumes from the last checkpoint.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
@@ -215,6 +216,37 @@ def check_workdir_matches(workdir: str, config) -> None:
             f"work dir {workdir} was trained with pcl.branches={previous['pcl']['branches']!r}, "
             f"not {config.pcl.branches!r}; choose another --workdir"
         )
+    changed = config_differences(read_config(path), config)
+    if changed:
+        shown = ", ".join(f"{field} {old!r} -> {new!r}" for field, old, new in changed[:6])
+        more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+        raise WorkdirError(
+            f"work dir {workdir} holds a run with other settings ({shown}{more}); a rerun may only change "
+            f"{', '.join(RESUMABLE_FIELDS)} (to continue training). Use the saved settings or another --workdir"
+        )
+
+
+# Fields a rerun of a work dir may change: how long to train (train.epochs; continuing a run), where
+# the data lives, and how the clean test accuracy is computed. Anything else would make the
+# checkpoints a mix of two runs.
+RESUMABLE_FIELDS = ("train.epochs", "data_dir", "eval.batch_size", "eval.num_examples")
+
+
+def config_differences(saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict):
+    """``(field, saved value, new value)`` for every field that differs, less RESUMABLE_FIELDS."""
+
+    def flat(c, prefix=""):
+        out = {}
+        for key, value in c.items():
+            if isinstance(value, ml_collections.ConfigDict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[prefix + key] = tuple(value) if isinstance(value, list) else value
+        return out
+
+    old, new = flat(saved), flat(config)
+    return [(field, old.get(field), new.get(field)) for field in sorted(set(old) | set(new))
+            if field not in RESUMABLE_FIELDS and old.get(field) != new.get(field)]
 
 
 def train_and_evaluate(
@@ -240,7 +272,9 @@ def train_and_evaluate(
     data.ensure_prepared(config.dataset, data_dir)  # fail fast, before anything is written
     if chief:
         os.makedirs(workdir, exist_ok=True)
-        io_utils.write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
+        config_path = os.path.join(workdir, CONFIG_FILE)
+        if not os.path.exists(config_path) or io_utils.read_json(config_path) != json.loads(json.dumps(config.to_dict())):
+            io_utils.write_json_atomic(config_path, config.to_dict())  # new, or train.epochs raised
 
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()

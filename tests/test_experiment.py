@@ -167,3 +167,20 @@ def test_a_config_written_before_adv_start_existed_reads_as_first_step(tmp_path)
     assert experiment.read_config(str(path)).adv.start == "first_step"
     path.write_text(json.dumps({"dataset": "fashion_mnist", "model": "cnn6", "adv": {"method": "pgd", "start": "joint"}}))
     assert experiment.read_config(str(path)).adv.start == "joint"
+
+
+def test_a_rerun_with_other_settings_is_refused_naming_the_fields_and_keeps_config_json(tmp_path):
+    config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"))
+    workdir = str(tmp_path / "run")
+    with tfds.testing.mock_data(num_examples=96):
+        experiment.train_and_evaluate(config, workdir, verbose=0)
+        saved = open(os.path.join(workdir, "config.json")).read()
+        changed = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"))
+        changed.train.lr, changed.seed = 0.5, 3
+        with pytest.raises(experiment.WorkdirError, match=r"seed 0 -> 3, train.lr 0.001 -> 0.5\)"):
+            experiment.train_and_evaluate(changed, workdir, verbose=0)
+        assert open(os.path.join(workdir, "config.json")).read() == saved  # nothing rewritten
+        more = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"))
+        more.train.epochs = 3  # continuing is allowed, and recorded
+        experiment.train_and_evaluate(more, workdir, verbose=0)
+    assert json.load(open(os.path.join(workdir, "config.json")))["train"]["epochs"] == 3
