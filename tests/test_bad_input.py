@@ -16,6 +16,17 @@ import pytest
 FMNIST = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "fmnist_cnn6.py")
 
 
+def workdir_of_seed(root, seed):
+    """A work dir whose config.json is the default F-MNIST config but for its seed."""
+    from pcl_tf.configs import fmnist_cnn6
+
+    config = fmnist_cnn6.get_config()
+    config.seed = seed
+    os.makedirs(os.path.join(root, "run"))
+    with open(os.path.join(root, "run", "config.json"), "w") as f:
+        json.dump(config.to_dict(), f)
+
+
 def other_dataset_workdir(root):
     os.makedirs(os.path.join(root, "run"))
     with open(os.path.join(root, "run", "config.json"), "w") as f:
@@ -57,6 +68,16 @@ CASES = [
     ("train", ["--dataset=fmnist", "--workdir=run", "--cpu_devices=-1"], None, "--cpu_devices=-1"),
     ("train", ["--dataset=fmnist", "--workdir=run"], other_dataset_workdir, "holds a cifar10/resnet20 run"),
     ("train", ["--dataset=cifar10", "--workdir=run", "--data_dir=tfds"], None, "cifar10 3.0.2 is not prepared"),
+    ("train", [f"--config={FMNIST}", "--dataset=cifar10", "--workdir=run"], None, "conflicts with the config"),
+    ("train", [f"--config={FMNIST}:smoke", "--workdir=run", "--config.train.warmup_epochs=2"], None,
+     "warmup_epochs (2) must be < config.train.epochs (2)"),
+    ("train", ["--dataset=fmnist", "--workdir=run", "--config.train.schedule_scale=0"], None,
+     "schedule_scale=0.0 must be > 0"),
+    ("train", ["--dataset=fmnist", "--workdir=run", "--config.adv.start=later"], None, "joint or first_step"),
+    ("train", ["--dataset=fmnist", "--workdir=run", "--config.train.snapshot_epochs=(400,)"], None,
+     "400 is not an epoch of this run"),
+    ("train", ["--dataset=fmnist", "--workdir=run"], lambda root: workdir_of_seed(root, 5),
+     "other settings (seed 5 -> 0)"),
     ("attack", ["--workdir=run"], None, "work dir run does not exist"),
     ("attack", ["--workdir=run"], not_a_workdir, "has no config.json"),
     ("attack", ["--workdir=run", "--method=deepfool"], None, "unknown attack 'deepfool'"),

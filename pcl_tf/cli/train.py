@@ -66,8 +66,12 @@ def main(argv):
     if not FLAGS.workdir:
         raise ValueError("give --workdir=DIR, where checkpoints and metrics are written")
     config = common.resolved_config(FLAGS.config)
-    if FLAGS.dataset:
-        config.dataset = data.info(FLAGS.dataset).name
+    if FLAGS.dataset and data.info(FLAGS.dataset).name != config.dataset:
+        raise ValueError(
+            f"--dataset={FLAGS.dataset} conflicts with the config, which is for {config.dataset} (its model, "
+            f"normalisation and schedule are that dataset's); drop --dataset, or give "
+            f"--config={experiment.default_config_path(FLAGS.dataset)}"
+        )
     if FLAGS.data_dir:
         config.data_dir = FLAGS.data_dir
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
