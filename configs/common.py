@@ -12,6 +12,8 @@ is a comma-separated list applied in order, e.g. ``configs/fmnist_cnn6.py:quick,
   advfgsm  PCL + AdvTrain_FGSM: every batch doubled with FGSM copies, ε ~ U(paper range).
   advpgd   PCL + AdvTrain_PGD: the same with PGD-10 (random start) copies.
   madry    PGD adversarial training on adversarial images only, fixed ε (with softmax: Madry).
+  fastat   "fast" adversarial training: one FGSM step of 1.25 ε from a random start (Wong et al.).
+  nfgsm    N-FGSM: one step of ε from U(-2ε, 2ε) noise, unprojected (de Jorge et al.).
   smoke    a tiny run for the end-to-end tests (a few hundred examples, two epochs).
 
 Any field can then be overridden on the command line: ``--config.train.epochs=5``.
@@ -82,6 +84,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.adv.steps = 10  # PGD iterations
     c.adv.step_size_ratio = 0.25  # PGD step = ratio * ε
     c.adv.random_start = True
+    c.adv.start_radius_ratio = 1.0  # the random start is U(-r ε, r ε); N-FGSM uses 2
+    c.adv.project = True  # keep iterates in the ε-ball; N-FGSM does not
     c.adv.include_clean = True  # False: train on the adversarial images alone (Madry)
     c.adv.loss = "ce"  # ce | joint (CE + PC, as Algorithm 1 writes the gradient)
     # ε grows linearly from ~0 to its full value over this many epochs (counted from the start of
@@ -177,6 +181,27 @@ def _madry(c):
     c.adv.start = "first_step"  # Madry et al. train adversarially from the first step; no warm-up
 
 
+def _fastat(c):
+    """"Fast" adversarial training (Wong, Rice & Kolter, ICLR 2020): one FGSM step of 1.25 ε from
+    a uniform random start in the ε-ball. Prone to catastrophic overfitting at large ε (the
+    nfgsm variant is the guard)."""
+    c.adv.method = "pgd"
+    c.adv.steps = 1
+    c.adv.step_size_ratio = 1.25
+    c.adv.random_start = True
+
+
+def _nfgsm(c):
+    """N-FGSM (de Jorge et al., NeurIPS 2022): one step of ε from noise U(-2ε, 2ε), not projected
+    back to the ε-ball; avoids catastrophic overfitting at FGSM's cost (GradAlign does it at ~3x)."""
+    c.adv.method = "pgd"
+    c.adv.steps = 1
+    c.adv.step_size_ratio = 1.0
+    c.adv.random_start = True
+    c.adv.start_radius_ratio = 2.0
+    c.adv.project = False
+
+
 def _smoke(c):
     _quick(c)
     c.train.batch_size = 32
@@ -194,6 +219,8 @@ VARIANTS = {
     "advfgsm": _advfgsm,
     "advpgd": _advpgd,
     "madry": _madry,
+    "fastat": _fastat,
+    "nfgsm": _nfgsm,
     "smoke": _smoke,
 }
 

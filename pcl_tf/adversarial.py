@@ -42,26 +42,38 @@ def fgsm(loss_fn: LossFn, x, y, eps) -> tf.Tensor:
     return tf.clip_by_value(x + eps * _signed_gradient(loss_fn, x, y), 0.0, 1.0)
 
 
-def pgd(loss_fn: LossFn, x, y, eps, steps: int, step_size, random_start: bool = True, seed=None):
+def pgd(loss_fn: LossFn, x, y, eps, steps: int, step_size, random_start: bool = True, seed=None,
+        start_radius=None, project: bool = True):
     """L∞ PGD from a uniform random start; every iterate stays in the ε-ball and in [0, 1].
 
     ``seed``: None draws the start from TensorFlow's global random state (as CleverHans does);
     a shape-(2,) integer tensor draws it statelessly from that seed, so that one compiled
     function gives a different, reproducible start per seed (random restarts).
+
+    The single-step training attacks are this function with other settings, not other code:
+    "fast" adversarial training (Wong, Rice & Kolter, ICLR 2020) is ``steps=1``,
+    ``step_size=1.25 ε`` from the uniform start; N-FGSM (de Jorge et al., NeurIPS 2022) is
+    ``steps=1``, ``step_size=ε``, ``start_radius=2 ε`` and ``project=False`` — its larger noise and
+    unclipped step are what keep single-step training from catastrophic overfitting.
+    ``start_radius`` (default ε) is the half-width of the uniform start; ``project=False`` keeps
+    the iterate in [0, 1] only, not in the ε-ball.
     """
     x = tf.convert_to_tensor(x)
     eps = tf.cast(eps, x.dtype)
     step_size = tf.cast(step_size, x.dtype)
+    radius = eps if start_radius is None else tf.cast(start_radius, x.dtype)
     if random_start and seed is not None:
-        x_adv = x + tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps, dtype=x.dtype)
+        x_adv = x + tf.random.stateless_uniform(tf.shape(x), seed, -radius, radius, dtype=x.dtype)
     elif random_start:
-        x_adv = x + tf.random.uniform(tf.shape(x), -eps, eps, dtype=x.dtype)
+        x_adv = x + tf.random.uniform(tf.shape(x), -radius, radius, dtype=x.dtype)
     else:
         x_adv = x
     x_adv = tf.clip_by_value(x_adv, 0.0, 1.0)
     for _ in range(int(steps)):  # unrolled: `steps` is a config constant
         x_adv = x_adv + step_size * _signed_gradient(loss_fn, x_adv, y)
-        x_adv = tf.clip_by_value(x + tf.clip_by_value(x_adv - x, -eps, eps), 0.0, 1.0)
+        if project:
+            x_adv = x + tf.clip_by_value(x_adv - x, -eps, eps)
+        x_adv = tf.clip_by_value(x_adv, 0.0, 1.0)
     return tf.stop_gradient(x_adv)
 
 
@@ -88,6 +100,8 @@ class AdversarialAugmentation:
     random_start: bool = True
     include_clean: bool = True
     ramp_steps: int = 0
+    start_radius_ratio: float = 1.0  # PGD's uniform start: U(-r ε, r ε) (N-FGSM: 2)
+    project: bool = True  # keep PGD's iterates in the ε-ball (N-FGSM: False)
 
     def __post_init__(self):
         if self.method not in ("fgsm", "pgd"):
@@ -98,6 +112,8 @@ class AdversarialAugmentation:
             )
         if self.method == "pgd" and (self.steps <= 0 or self.step_size_ratio <= 0):
             raise ValueError("PGD adversarial training needs steps > 0 and step_size_ratio > 0")
+        if self.start_radius_ratio < 0:
+            raise ValueError(f"the random start's radius must be >= 0 (in units of ε), got {self.start_radius_ratio}")
         if self.ramp_steps < 0:
             raise ValueError(f"the ε ramp's length must be >= 0 steps, got {self.ramp_steps}")
 
@@ -115,7 +131,8 @@ class AdversarialAugmentation:
     def perturb(self, loss_fn: LossFn, x, y, eps) -> tf.Tensor:
         if self.method == "fgsm":
             return tf.stop_gradient(fgsm(loss_fn, x, y, eps))
-        return pgd(loss_fn, x, y, eps, self.steps, self.step_size_ratio * eps, self.random_start)
+        return pgd(loss_fn, x, y, eps, self.steps, self.step_size_ratio * eps, self.random_start,
+                   start_radius=self.start_radius_ratio * eps, project=self.project)
 
     def __call__(self, loss_fn: LossFn, x, y, step=None):
         """Returns ``(x_train, y_train)``: the batch the weight update is computed on.

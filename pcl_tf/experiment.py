@@ -164,6 +164,8 @@ def make_adversary(config, steps_per_epoch: int = 0) -> Optional[adversarial.Adv
         random_start=config.adv.random_start,
         include_clean=config.adv.include_clean,
         ramp_steps=round(config.adv.eps_ramp_epochs * steps_per_epoch),
+        start_radius_ratio=config.adv.start_radius_ratio,
+        project=config.adv.project,
     )
 
 

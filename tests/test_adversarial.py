@@ -201,3 +201,46 @@ def test_joint_start_follows_the_warmup_inside_fit(small_model):
         model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[training.PCLSchedule(1), record])
         seen[start] = per_epoch
     assert seen == {"joint": [0, 2], "first_step": [2, 4]}
+
+
+def sum_loss(v, t):
+    return tf.reduce_sum(v)  # input gradient +1 everywhere: every step moves each pixel up
+
+
+def test_fast_at_is_one_step_of_1_25_eps_from_the_uniform_start_projected():
+    """Wong et al.'s FGSM-RS by hand: start x + U(-ε, ε) (the same stateless draw), one step of
+    1.25 ε up, back into the ε-ball and [0, 1]."""
+    x = tf.fill([2, 3, 3, 1], 0.5)
+    eps, seed = 0.1, tf.constant([3, 4])
+    start = x + tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps)
+    want = np.clip(np.minimum(start.numpy() + 1.25 * eps, 0.5 + eps), 0, 1)  # projected onto the ball's top
+    got = adversarial.pgd(sum_loss, x, None, eps, steps=1, step_size=1.25 * eps, seed=seed).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert (got == np.float32(0.6)).any() and (got < 0.6 - 1e-3).any()  # some clipped to the ball, some not
+
+
+def test_nfgsm_leaves_the_eps_ball_but_not_the_unit_range():
+    """N-FGSM: noise U(-2ε, 2ε) then a step of ε, not projected: |δ| reaches up to 3ε."""
+    x = tf.fill([4, 8, 8, 1], 0.5)
+    eps, seed = 0.1, tf.constant([1, 2])
+    noise = tf.random.stateless_uniform(tf.shape(x), seed, -2 * eps, 2 * eps)
+    got = adversarial.pgd(sum_loss, x, None, eps, steps=1, step_size=eps, seed=seed, start_radius=2 * eps,
+                          project=False).numpy()
+    np.testing.assert_allclose(got, np.clip(0.5 + noise.numpy() + eps, 0, 1), atol=1e-6)
+    delta = np.abs(got - 0.5)
+    assert delta.max() > 1.5 * eps and delta.max() <= 3 * eps + 1e-6
+    assert got.min() >= 0.0 and got.max() <= 1.0
+
+
+@pytest.mark.parametrize("variants, steps, ratio, radius, project", [
+    ("fastat", 1, 1.25, 1.0, True),
+    ("nfgsm", 1, 1.0, 2.0, False),
+    ("advpgd", 10, 0.25, 1.0, True),
+])
+def test_single_step_variants_are_pgd_configurations(variants, steps, ratio, radius, project):
+    from pcl_tf import experiment
+    from pcl_tf.configs import fmnist_cnn6
+
+    augment = experiment.make_adversary(fmnist_cnn6.get_config(variants))
+    assert (augment.method, augment.steps, augment.step_size_ratio, augment.start_radius_ratio, augment.project) == (
+        "pgd", steps, ratio, radius, project)
