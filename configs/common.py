@@ -106,6 +106,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.weight_decay = 1e-4
     c.train.lr_decay_epochs = (200, 250)
     c.train.lr_decay_factor = 0.1
+    # "piecewise" (the paper: lr x lr_decay_factor at each of lr_decay_epochs) or "one_cycle" (up to
+    # lr at 2/5 of the run, down to 0 at its end: what fast adversarial training uses).
+    c.train.lr_schedule = "piecewise"
     # The paper's whole schedule shrunk in proportion: epochs, the CE warm-up and the lr decay
     # epochs are multiplied by this (see pcl_tf/schedule.py); 1 = the paper's 350 (500) epochs.
     c.train.schedule_scale = 1.0

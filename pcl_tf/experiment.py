@@ -67,6 +67,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             make_adversary(config)
         except ValueError as e:
             raise ConfigError(f"config.adv: {e}") from None
+    if config.train.lr_schedule not in ("piecewise", "one_cycle"):
+        raise ConfigError(f"config.train.lr_schedule={config.train.lr_schedule!r}; choose piecewise or one_cycle")
     if config.train.optimizer not in ("sgd", "adam"):
         raise ConfigError(f"config.train.optimizer={config.train.optimizer!r}; choose sgd or adam")
     positive = {

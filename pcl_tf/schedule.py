@@ -42,6 +42,7 @@ class Schedule:
     lr_decay_epochs: Tuple[float, ...]
     lr_warmup_epochs: float = 0.0
     scale: float = 1.0
+    kind: str = "piecewise"  # or "one_cycle"
 
     @classmethod
     def from_config(cls, train) -> "Schedule":
@@ -53,6 +54,7 @@ class Schedule:
             lr_decay_epochs=tuple(scale * float(e) for e in train.lr_decay_epochs),
             lr_warmup_epochs=float(train.get("lr_warmup_epochs", 0.0)),
             scale=scale,
+            kind=str(train.get("lr_schedule", "piecewise")),
         )
 
     def decay_steps(self, steps_per_epoch: int) -> Tuple[int, ...]:
@@ -61,12 +63,18 @@ class Schedule:
 
     def learning_rate(self, base_lr: float, steps_per_epoch: int, decay_factor: float = 0.1):
         """A float, or a Keras schedule of ``optimizer.iterations`` (so it survives a resume)."""
+        if self.kind == "one_cycle":
+            return OneCycle(base_lr, total_steps=self.epochs * steps_per_epoch)
+        if self.kind != "piecewise":
+            raise ValueError(f"unknown lr schedule {self.kind!r}; choose piecewise or one_cycle")
         return learning_rate_schedule(base_lr, self.decay_steps(steps_per_epoch), decay_factor,
                                       warmup_steps=_round_half_up(self.lr_warmup_epochs * steps_per_epoch))
 
     def describe(self) -> str:
         text = f"{self.epochs} epochs ({self.warmup_epochs} CE warm-up)"
-        if self.lr_decay_epochs:
+        if self.kind == "one_cycle":
+            text += ", one-cycle lr (up to the peak at 2/5 of the run, down to 0 at its end)"
+        elif self.lr_decay_epochs:
             text += ", lr decays at epochs " + ", ".join(f"{e:g}" for e in self.lr_decay_epochs)
         if self.lr_warmup_epochs:
             text += f", linear lr warm-up over {self.lr_warmup_epochs:g} epochs"
@@ -99,6 +107,27 @@ class WarmupPiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"boundaries": self.boundaries, "values": self.values, "warmup_steps": self.warmup_steps}
+
+
+@keras.saving.register_keras_serializable(package="pcl_tf")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """The cyclic schedule of "fast" adversarial training (Wong, Rice & Kolter 2020; Smith's
+    one-cycle): linear from 0 to ``peak_lr`` over the first ``peak_fraction`` of ``total_steps``,
+    then linear down to 0 at the last step."""
+
+    def __init__(self, peak_lr: float, total_steps: int, peak_fraction: float = 0.4):
+        if total_steps <= 0 or not 0.0 < peak_fraction < 1.0:
+            raise ValueError("a one-cycle schedule needs total_steps > 0 and 0 < peak_fraction < 1")
+        self.peak_lr, self.total_steps, self.peak_fraction = float(peak_lr), int(total_steps), float(peak_fraction)
+
+    def __call__(self, step):
+        t = (tf.cast(step, tf.float32) + 1.0) / float(self.total_steps)  # after this step, in (0, 1]
+        up = t / self.peak_fraction
+        down = (1.0 - t) / (1.0 - self.peak_fraction)
+        return self.peak_lr * tf.clip_by_value(tf.minimum(up, down), 0.0, 1.0)
+
+    def get_config(self):
+        return {"peak_lr": self.peak_lr, "total_steps": self.total_steps, "peak_fraction": self.peak_fraction}
 
 
 def learning_rate_schedule(base_lr: float, decay_steps: Sequence[int] = (), decay_factor: float = 0.1,

@@ -92,6 +92,7 @@ def test_workdir_of_another_dataset_is_refused(tmp_path):
         ("pcl.push_weight", -0.5, "must be >= 0"),
         ("adv.eps_ramp_epochs", -1.0, "must be >= 0"),
         ("adv.start", "later", "joint or first_step"),
+        ("train.lr_schedule", "cosine", "piecewise or one_cycle"),
         ("train.schedule_scale", 0.0, "schedule_scale=0.0 must be > 0"),
         ("train.lr_warmup_epochs", -1.0, "must be >= 0"),
         ("train.warmup_epochs", 2, r"warmup_epochs \(2\) must be < config.train.epochs \(2\)"),

@@ -63,3 +63,12 @@ def test_describe_names_the_scale_and_the_warmup():
     text = schedule.Schedule.from_config(fmnist_train(1 / 8, lr_warmup_epochs=0.5)).describe()
     assert text == ("44 epochs (6 CE warm-up), lr decays at epochs 25, 31.25, linear lr warm-up over 0.5 epochs "
                     "(schedule_scale 0.125)")
+
+
+def test_one_cycle_rises_to_the_peak_at_two_fifths_then_falls_to_zero():
+    config = fmnist_train(1.0, lr_schedule="one_cycle", epochs=10)
+    plan = schedule.Schedule.from_config(config)
+    optimizer = training.make_optimizer("sgd", plan.learning_rate(0.2, steps_per_epoch=10))  # 100 steps
+    rates = [read_lr(optimizer, s) for s in (0, 19, 39, 69, 99)]
+    assert rates == pytest.approx([0.2 * 1 / 40, 0.1, 0.2, 0.1, 0.0], abs=1e-6)
+    assert "one-cycle" in plan.describe()
