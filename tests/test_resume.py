@@ -65,6 +65,18 @@ def finish(proc, timeout=300):
     assert proc.returncode == 0, err[-3000:]
 
 
+def wait_for_step(proc, workdir, step, timeout=240):
+    """Waits until a "slow" run has finished ``step`` steps; returns the steps done by then."""
+    progress = workdir / "progress.txt"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if progress.exists() and progress.read_text().strip() and int(progress.read_text()) >= step:
+            return int(progress.read_text())
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"the run never reached step {step}")
+
+
 def weights(workdir):
     with np.load(os.path.join(workdir, "final.npz")) as f:
         return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
@@ -85,17 +97,8 @@ def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(uninterrupted
     workdir = tmp_path / "killed"
     workdir.mkdir()
     proc = run(workdir, "slow")
-    progress = workdir / "progress.txt"
-    deadline = time.time() + 240
-    kill_after = STEPS_PER_EPOCH + 5  # mid-way through the second epoch, past a step checkpoint
-    while time.time() < deadline:
-        if progress.exists() and progress.read_text().strip() and int(progress.read_text()) >= kill_after:
-            break
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("the run never reached the step to kill it at")
-    steps_done = int(progress.read_text())
+    # mid-way through the second epoch, past a step checkpoint
+    steps_done = wait_for_step(proc, workdir, STEPS_PER_EPOCH + 5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     saved = checkpoint_steps(workdir)
@@ -116,15 +119,7 @@ def test_ctrl_c_saves_the_current_step_and_the_rerun_matches_an_uninterrupted_ru
     workdir = tmp_path / "interrupted"
     workdir.mkdir()
     proc = run(workdir, "slow")
-    progress = workdir / "progress.txt"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if progress.exists() and progress.read_text().strip() and int(progress.read_text()) >= STEPS_PER_EPOCH + 1:
-            break
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("the run never reached the step to interrupt it at")
+    wait_for_step(proc, workdir, STEPS_PER_EPOCH + 1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
