@@ -14,6 +14,7 @@ is a comma-separated list applied in order, e.g. ``configs/fmnist_cnn6.py:quick,
   madry    PGD adversarial training on adversarial images only, fixed ε (with softmax: Madry).
   fastat   "fast" adversarial training: one FGSM step of 1.25 ε from a random start (Wong et al.).
   nfgsm    N-FGSM: one step of ε from U(-2ε, 2ε) noise, unprojected (de Jorge et al.).
+  trades   TRADES: PGD on KL(clean || adversarial), loss CE(clean) + 6 KL (Zhang et al.).
   smoke    a tiny run for the end-to-end tests (a few hundred examples, two epochs).
 
 Any field can then be overridden on the command line: ``--config.train.epochs=5``.
@@ -87,7 +88,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.adv.start_radius_ratio = 1.0  # the random start is U(-r ε, r ε); N-FGSM uses 2
     c.adv.project = True  # keep iterates in the ε-ball; N-FGSM does not
     c.adv.include_clean = True  # False: train on the adversarial images alone (Madry)
-    c.adv.loss = "ce"  # ce | joint (CE + PC, as Algorithm 1 writes the gradient)
+    # ce | joint (CE + PC, as Algorithm 1 writes the gradient) | trades (the attack maximises
+    # KL(p(x) || p(x')); the model minimises CE(clean) + trades_beta * that KL, Zhang et al. 2019)
+    c.adv.loss = "ce"
+    c.adv.trades_beta = 6.0  # TRADES' beta (their CIFAR-10 value; 1 in their MNIST runs)
     # ε grows linearly from ~0 to its full value over this many epochs (counted from the start of
     # training); 0 = full ε from the first step, as the paper and Madry et al. train.
     c.adv.eps_ramp_epochs = 0.0
@@ -205,6 +209,19 @@ def _nfgsm(c):
     c.adv.project = False
 
 
+def _trades(c):
+    """TRADES (Zhang et al., ICML 2019): PGD-10 of step ε/4 on KL(p(x) || p(x')) from a tiny random
+    start (here U(-0.01 ε, 0.01 ε); their code: 0.001 N(0, 1)), then CE(clean) + β KL, β = 6, at
+    the fixed evaluation ε. With PCL the PC terms are computed on the clean images."""
+    c.adv.method = "pgd"
+    c.adv.loss = "trades"
+    c.adv.steps = 10
+    c.adv.step_size_ratio = 0.25
+    c.adv.start_radius_ratio = 0.01
+    c.adv.eps_min = c.adv.eps_max = MADRY_EPS.get(c.dataset, 8 / 255)
+    c.adv.include_clean = True
+
+
 def _smoke(c):
     _quick(c)
     c.train.batch_size = 32
@@ -224,6 +241,7 @@ VARIANTS = {
     "madry": _madry,
     "fastat": _fastat,
     "nfgsm": _nfgsm,
+    "trades": _trades,
     "smoke": _smoke,
 }
 

@@ -60,8 +60,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.adv.method={config.adv.method!r}; choose one of {', '.join(adversarial.METHODS)}")
     if config.adv.start not in training.ADVERSARY_STARTS:
         raise ConfigError(f"config.adv.start={config.adv.start!r}; choose {' or '.join(training.ADVERSARY_STARTS)}")
-    if config.adv.loss not in ("ce", "joint"):
-        raise ConfigError(f"config.adv.loss={config.adv.loss!r}; choose ce or joint")
+    if config.adv.loss not in training.ATTACK_LOSSES:
+        raise ConfigError(f"config.adv.loss={config.adv.loss!r}; choose {', '.join(training.ATTACK_LOSSES)}")
+    if config.adv.loss == "trades" and not config.adv.include_clean:
+        raise ConfigError("config.adv.loss=trades compares each clean image with its adversarial copy: "
+                          "set config.adv.include_clean=True (drop the madry variant)")
     if config.adv.method != "none":
         try:
             make_adversary(config)
@@ -147,6 +150,7 @@ def build_model(config: ml_collections.ConfigDict, steps_per_epoch: int = 0) -> 
         adversary=make_adversary(config, steps_per_epoch),
         attack_loss=config.adv.loss,
         adversary_start=config.adv.start,
+        trades_beta=config.adv.trades_beta,
     )
 
 

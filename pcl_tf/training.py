@@ -23,6 +23,11 @@ from pcl_tf import adversarial, losses
 from pcl_tf.models import registry
 
 
+# What adversarial training's attack maximises, and the objective it trains: "ce" (CE of the
+# logits), "joint" (CE + PC, Algorithm 1's gradient), or "trades" (Zhang et al., ICML 2019: the
+# attack maximises KL(p(x) || p(x')), the model minimises CE(clean) + beta * that KL).
+ATTACK_LOSSES = ("ce", "joint", "trades")
+
 # When adversarial training starts: with the joint loss after the CE warm-up (Algorithm 1 of the
 # paper generates adversarial examples in its joint-loss phase), or from the first step.
 ADVERSARY_STARTS = ("joint", "first_step")
@@ -49,11 +54,16 @@ class PCLModel(keras.Model):
         adversary: Optional[adversarial.AdversarialAugmentation] = None,
         attack_loss: str = "ce",
         adversary_start: str = "first_step",
+        trades_beta: float = 6.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if attack_loss not in ("ce", "joint"):
-            raise ValueError(f"attack_loss={attack_loss!r}; choose ce or joint")
+        if attack_loss not in ATTACK_LOSSES:
+            raise ValueError(f"attack_loss={attack_loss!r}; choose {', '.join(ATTACK_LOSSES)}")
+        if attack_loss == "trades" and adversary is not None and not adversary.include_clean:
+            raise ValueError("TRADES compares each clean image with its adversarial copy: keep the clean images "
+                             "(include_clean=True)")
+        self.trades_beta = float(trades_beta)
         if adversary_start not in ADVERSARY_STARTS:
             raise ValueError(f"adversary_start={adversary_start!r}; choose {' or '.join(ADVERSARY_STARTS)}")
         self.adversary = adversary
@@ -84,6 +94,8 @@ class PCLModel(keras.Model):
             shape=(), initializer="zeros", trainable=False, name="pc_active", dtype="float32"
         )
         self._trackers = {"loss": keras.metrics.Mean(name="loss"), "ce": keras.metrics.Mean(name="ce")}
+        if attack_loss == "trades" and adversary is not None:
+            self._trackers["kl"] = keras.metrics.Mean(name="kl")
         for layer in self.pc_layers:
             self._trackers[layer.name] = keras.metrics.Mean(name=layer.name)
         self._accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
@@ -140,17 +152,31 @@ class PCLModel(keras.Model):
         return list(self._trackers.values()) + [self._accuracy]
 
     # ----------------------------------------------------------------- the objective
-    def compute_losses(self, x, y, training: bool) -> Dict[str, tf.Tensor]:
+    def compute_losses(self, x, y, training: bool, trades_pairs: bool = False) -> Dict[str, tf.Tensor]:
         """Forward pass and every loss term, unscaled: ``loss`` (the total), ``ce``, one per PC layer.
 
         The total is ``ce + sum(branch CE) + pc_active * sum(PC)``. Outputs are cast to float32
         before the losses (mixed precision keeps logits and prototypes in float32).
+
+        ``trades_pairs``: ``x`` is ``[clean; adversarial]`` (two halves, one forward pass): CE and
+        the PC terms are computed on the clean half, and ``trades_beta * KL(p(clean) || p(adv))``
+        is added (term ``kl``), as TRADES trains.
         """
         outputs = self.network(x, training=training)
         y = tf.cast(tf.reshape(y, [-1]), tf.int32)
+        kl = None
+        if trades_pairs:
+            half = tf.shape(y)[0] // 2
+            logits = tf.cast(outputs[registry.LOGITS], tf.float32)
+            kl = _mean_kl(logits[:half], logits[half:])
+            outputs = {name: value[:half] for name, value in outputs.items()}
+            y = y[:half]
         ce = _mean_ce(y, outputs[registry.LOGITS])
         terms = {"ce": ce}
         total = ce
+        if kl is not None:
+            terms["kl"] = kl
+            total += self.trades_beta * kl
         for name in self.aux_logit_names:
             total += self.branch_ce_weight * self.pc_active * _mean_ce(y, outputs[name])
         for name, layer in zip(self.feature_names, self.pc_layers):
@@ -159,6 +185,7 @@ class PCLModel(keras.Model):
             total += self.pc_active * term
         terms["loss"] = total
         terms["logits"] = outputs[registry.LOGITS]
+        terms["labels"] = y  # the clean half's with trades_pairs
         return terms
 
     def augment(self, x, y):
@@ -175,27 +202,41 @@ class PCLModel(keras.Model):
             return x, y
 
         def adversarial_batch():
-            return self.adversary(self._loss_to_attack, x, y, step=self.optimizer.iterations)
+            loss_fn = self._trades_loss_to_attack(x) if self.attack_loss == "trades" else self._loss_to_attack
+            return self.adversary(loss_fn, x, y, step=self.optimizer.iterations)
+
+        def clean_batch():
+            x_clean = tf.convert_to_tensor(x)
+            if self.attack_loss == "trades":  # the pair (x, x): KL 0, so the step is plain CE
+                return tf.concat([x_clean, x_clean], axis=0), tf.concat([y, y], axis=0)
+            return x_clean, y
 
         if self.adversary_start == "first_step":
             return adversarial_batch()
         # The two branches differ in batch size when the clean images are kept: fine for
         # tf.cond in a graph (the batch dimension becomes unknown), and the losses are means.
-        return tf.cond(self.pc_active > 0.0, adversarial_batch, lambda: (tf.convert_to_tensor(x), y))
+        return tf.cond(self.pc_active > 0.0, adversarial_batch, clean_batch)
 
     def _loss_to_attack(self, x, y):
-        """What adversarial training maximises: CE of the logits, or the whole objective
-        (``attack_loss="joint"``: Algorithm 1's gradient of L w.r.t. x). Inference mode, so
-        the attack's passes leave BatchNorm statistics untouched."""
+        """What adversarial training maximises: CE of the logits, the whole objective
+        (``attack_loss="joint"``: Algorithm 1's gradient of L w.r.t. x), or, for TRADES, the KL
+        divergence from the clean image's prediction (:meth:`augment` binds that). Inference
+        mode, so the attack's passes leave BatchNorm statistics untouched."""
         if self.attack_loss == "joint":
             return self.compute_losses(x, y, training=False)["loss"]
         return _mean_ce(y, self.network(x, training=False)[registry.LOGITS])
+
+    def _trades_loss_to_attack(self, x_clean):
+        """KL(p(x_clean) || p(x')) as a function of x', the clean prediction held fixed."""
+        clean_logits = tf.stop_gradient(tf.cast(self.network(x_clean, training=False)[registry.LOGITS], tf.float32))
+        return lambda v, t: _mean_kl(clean_logits, tf.cast(self.network(v, training=False)[registry.LOGITS], tf.float32))
 
     def train_step(self, data):
         x, y = self.augment(data[0], data[1])
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            terms = self.compute_losses(x, y, training=True)
+            terms = self.compute_losses(x, y, training=True,
+                                        trades_pairs=self.attack_loss == "trades" and self.adversary is not None)
             # Each replica's loss is a mean over its own share of the global batch; the
             # gradients are summed over replicas, so dividing by their number gives the
             # gradient of the mean over the global batch. Under mixed_float16 the optimizer is
@@ -220,8 +261,9 @@ class PCLModel(keras.Model):
 
     def _update_metrics(self, terms, y):
         for name, tracker in self._trackers.items():
-            tracker.update_state(terms[name])
-        self._accuracy.update_state(y, terms["logits"])
+            if name in terms:  # "kl" exists only in TRADES training steps
+                tracker.update_state(terms[name])
+        self._accuracy.update_state(terms["labels"], terms["logits"])
         return {m.name: m.result() for m in self.metrics}
 
     # ----------------------------------------------------------------- inference helpers
@@ -263,6 +305,12 @@ def _unscaled(grad, loss_scale):
     network's optimizer skips that step too)."""
     grad = grad / tf.cast(loss_scale, grad.dtype)
     return tf.where(tf.math.is_finite(grad), grad, tf.zeros_like(grad))
+
+
+def _mean_kl(logits_p, logits_q):
+    """Batch mean of KL(softmax(p) || softmax(q)), summed over classes (TRADES' KL term)."""
+    log_p = tf.nn.log_softmax(logits_p)
+    return tf.reduce_mean(tf.reduce_sum(tf.exp(log_p) * (log_p - tf.nn.log_softmax(logits_q)), axis=-1))
 
 
 def _mean_ce(labels, logits):

@@ -244,3 +244,58 @@ def test_single_step_variants_are_pgd_configurations(variants, steps, ratio, rad
     augment = experiment.make_adversary(fmnist_cnn6.get_config(variants))
     assert (augment.method, augment.steps, augment.step_size_ratio, augment.start_radius_ratio, augment.project) == (
         "pgd", steps, ratio, radius, project)
+
+
+def softmax_np(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_trades_objective_is_clean_ce_plus_beta_kl_by_hand(small_model):
+    """compute_losses on [clean; adversarial]: CE of the clean half + β KL(p(clean) || p(adv)),
+    worked out in NumPy from the logits."""
+    model = training.PCLModel(small_model, 3, attack_loss="trades", trades_beta=6.0,
+                              adversary=adversarial.AdversarialAugmentation("pgd", 0.1, 0.1, steps=2))
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    x, y = batch(8)
+    x_adv = 1.0 - x  # far from x, so that the KL is well above float32 noise
+    terms = model.compute_losses(np.concatenate([x, x_adv]), np.concatenate([y, y]), training=False, trades_pairs=True)
+    p = softmax_np(small_model(x, training=False)["logits"].numpy().astype(np.float64))
+    q = softmax_np(small_model(x_adv, training=False)["logits"].numpy().astype(np.float64))
+    ce = -np.log(p[np.arange(8), y]).mean()
+    kl = (p * (np.log(p) - np.log(q))).sum(1).mean()
+    assert float(terms["ce"]) == pytest.approx(ce, rel=1e-5)
+    assert kl > 1e-3 and float(terms["kl"]) == pytest.approx(kl, rel=1e-4, abs=1e-6)
+    assert float(terms["loss"]) == pytest.approx(ce + 6.0 * kl, rel=1e-5)  # pc_active = 0: no PC term
+    assert terms["labels"].shape == (8,)
+
+
+def test_trades_attack_raises_the_kl_within_eps_and_warmup_pairs_are_clean(small_model):
+    model = training.PCLModel(small_model, 3, attack_loss="trades", adversary_start="joint",
+                              adversary=adversarial.AdversarialAugmentation("pgd", 0.2, 0.2, steps=5,
+                                                                            start_radius_ratio=0.01))
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    x, y = batch(16)
+    x_pair, y_pair = model.augment(x, y)  # warm-up: (x, x), KL 0, the step is plain CE
+    np.testing.assert_array_equal(x_pair.numpy(), np.concatenate([x, x]))
+    warm = model.compute_losses(x_pair, y_pair, training=False, trades_pairs=True)
+    assert float(warm["kl"]) == pytest.approx(0.0, abs=1e-7)
+    model.pc_active.assign(1.0)
+    x_pair, _ = model.augment(x, y)
+    x_adv = x_pair.numpy()[16:]
+    assert np.abs(x_adv - x).max() <= 0.2 + 1e-6
+    joint = model.compute_losses(x_pair, y_pair, training=False, trades_pairs=True)
+    assert float(joint["kl"]) > 1e-4  # the attack found a prediction change
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert set(logs) == {"loss", "ce", "kl", "pcl_f", "accuracy"} and np.isfinite(logs["kl"])
+
+
+def test_trades_needs_the_clean_images():
+    with pytest.raises(ValueError, match="include_clean=True"):
+        training.PCLModel(_linear(), 3, attack_loss="trades",
+                          adversary=adversarial.AdversarialAugmentation("pgd", 0.1, 0.1, include_clean=False))
+
+
+def _linear():
+    x = keras.Input((2,))
+    return keras.Model(x, {"logits": keras.layers.Dense(3)(x)})

@@ -93,6 +93,7 @@ def test_workdir_of_another_dataset_is_refused(tmp_path):
         ("adv.eps_ramp_epochs", -1.0, "must be >= 0"),
         ("adv.start", "later", "joint or first_step"),
         ("train.lr_schedule", "cosine", "piecewise or one_cycle"),
+        ("adv.loss", "hinge", "choose ce, joint, trades"),
         ("train.schedule_scale", 0.0, "schedule_scale=0.0 must be > 0"),
         ("train.lr_warmup_epochs", -1.0, "must be >= 0"),
         ("train.warmup_epochs", 2, r"warmup_epochs \(2\) must be < config.train.epochs \(2\)"),
@@ -185,3 +186,11 @@ def test_a_rerun_with_other_settings_is_refused_naming_the_fields_and_keeps_conf
         more.train.epochs = 3  # continuing is allowed, and recorded
         experiment.train_and_evaluate(more, workdir, verbose=0)
     assert json.load(open(os.path.join(workdir, "config.json")))["train"]["epochs"] == 3
+
+
+def test_trades_with_adversarial_images_only_is_refused():
+    config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke,softmax,trades")
+    experiment.validate_config(config)
+    config.adv.include_clean = False
+    with pytest.raises(experiment.ConfigError, match="include_clean=True"):
+        experiment.validate_config(config)
