@@ -127,6 +127,10 @@ def base_config() -> ml_collections.ConfigDict:
     # Epochs at whose end a loadable copy of the model is kept in <workdir>/snapshots/epoch_<E>/
     # (pcl-attack takes it as a work dir): several budgets of one run's schedule.
     c.train.snapshot_epochs = ()
+    # Robust early stopping (Rice et al. 2020): hold out the last N training images, measure PGD-10
+    # accuracy on them after every epoch, keep the most robust epoch in <workdir>/best_robust/.
+    c.train.robust_val_examples = 0  # 0 = off
+    c.train.robust_val_eps = 0.0  # 0 = adv.eps_max when adversarially trained, else the paper's ε
     c.train.checkpoint_every_steps = 100  # a killed run loses at most this many steps; 0 = epochs only
 
     c.eval = ml_collections.ConfigDict()

@@ -664,6 +664,7 @@ def load(
     num_examples: Optional[int] = None,
     drop_remainder: bool = False,
     shuffle_buffer: int = 10_000,
+    skip_examples: int = 0,
 ) -> "tf.data.Dataset":
     """The batched input pipeline of one split.
 
@@ -687,6 +688,8 @@ def load(
         order, see ``_prepare_from_idx``) and before shuffling: e.g. a fixed evaluation subset.
       drop_remainder: drop the last incomplete batch.
       shuffle_buffer: examples held by the shuffle buffer.
+      skip_examples: start after the first N examples (canonical order): with ``num_examples``, a
+        slice such as the held-out validation images of robust early stopping.
     """
     ds_info = info(name)
     if split not in SPLITS:
@@ -704,10 +707,17 @@ def load(
         shuffle_seed=seed if shuffle else None,
         shuffle_reshuffle_each_iteration=True if shuffle else None,
     )
-    tfds_split = split if num_examples is None else f"{split}[:{int(num_examples)}]"
+    if skip_examples < 0:
+        raise DatasetError(f"skip_examples={skip_examples} must be >= 0")
+    skip = int(skip_examples)
+    # Slice to the end of the wanted range and skip the start in tf.data: the same on real data
+    # and on mock data (which ignores slices).
+    tfds_split = split if num_examples is None else f"{split}[:{skip + int(num_examples)}]"
     ds = builder.as_dataset(
-        split=tfds_split, as_supervised=True, shuffle_files=shuffle, read_config=read_config
+        split=tfds_split, as_supervised=True, shuffle_files=shuffle and not skip, read_config=read_config
     )
+    if skip:
+        ds = ds.skip(skip)
     if num_examples is not None:
         # The slice above already does it on real data; mock data ignores slices.
         ds = ds.take(int(num_examples))
@@ -722,3 +732,4 @@ def load(
 
     ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+

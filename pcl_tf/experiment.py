@@ -25,12 +25,14 @@ import keras
 import ml_collections
 import tensorflow as tf
 
-from pcl_tf import adversarial, checkpointing, custom_loop, data, distribute, evaluation, io_utils, models, schedule, training
+from pcl_tf import (adversarial, checkpointing, custom_loop, data, distribute, early_stopping, evaluation, io_utils, models,
+                    schedule, training)
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
 SNAPSHOT_DIR = "snapshots"  # <workdir>/snapshots/epoch_<E>/: loadable copies kept at train.snapshot_epochs
+BEST_ROBUST_DIR = "best_robust"  # <workdir>/best_robust/: the epoch most robust on held-out data
 
 
 class ConfigError(ValueError):
@@ -98,6 +100,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "adv.eps_ramp_epochs": config.adv.eps_ramp_epochs,
         "train.lr_warmup_epochs": config.train.lr_warmup_epochs,
         "train.clip_global_norm": config.train.clip_global_norm,
+        "train.robust_val_examples": config.train.robust_val_examples,
+        "train.robust_val_eps": config.train.robust_val_eps,
     }
     for field, value in non_negative.items():
         if value < 0:
@@ -109,6 +113,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "for a PCL model: the PC terms switch on only after the CE warm-up, so this run would train "
             "cross-entropy alone. Lower the warm-up, raise the epochs, or use the softmax variant"
         )
+    used = config.train.num_examples or info_train_examples(config.dataset)
+    if config.train.robust_val_examples and config.train.robust_val_examples >= used:
+        raise ConfigError(f"config.train.robust_val_examples={config.train.robust_val_examples} leaves no training "
+                          f"images (the run uses {used}); hold out fewer")
     for epoch in config.train.snapshot_epochs:
         if not 1 <= epoch <= plan.epochs:
             raise ConfigError(f"config.train.snapshot_epochs: {epoch} is not an epoch of this run (1 to {plan.epochs})")
@@ -124,6 +132,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 f"config.pcl.branches: model {config.model!r} has no tap {branch.tap!r}; "
                 f"its taps are {', '.join(taps)}"
             )
+
+
+def info_train_examples(dataset: str) -> int:
+    try:
+        return data.info(dataset).train_examples
+    except data.DatasetError:
+        return 0
 
 
 def build_model(config: ml_collections.ConfigDict, steps_per_epoch: int = 0) -> training.PCLModel:
@@ -194,7 +209,10 @@ def compile_model(model: training.PCLModel, config, steps_per_epoch: int) -> Non
 
 
 def _train_data(config, seed: int) -> tf.data.Dataset:
-    """One epoch of training batches, shuffled (and augmented where the dataset has it) by ``seed``."""
+    """One epoch of training batches, shuffled (and augmented where the dataset has it) by ``seed``:
+    the first ``train.num_examples`` images of the split (all: 0), less the last
+    ``train.robust_val_examples`` of them, which robust early stopping holds out."""
+    used = config.train.num_examples or data.info(config.dataset).train_examples
     return data.load(
         config.dataset,
         "train",
@@ -203,8 +221,29 @@ def _train_data(config, seed: int) -> tf.data.Dataset:
         shuffle=True,
         augment=True,
         seed=seed,
-        num_examples=config.train.num_examples or None,
+        num_examples=(used - config.train.robust_val_examples) if config.train.robust_val_examples
+        else (config.train.num_examples or None),
     )
+
+
+def _robust_validation_data(config) -> tf.data.Dataset:
+    """The held-out slice of robust early stopping: the last ``train.robust_val_examples`` of the
+    training images a run uses, never trained on."""
+    used = config.train.num_examples or data.info(config.dataset).train_examples
+    return data.load(config.dataset, "train", batch_size=config.eval.batch_size, data_dir=config.data_dir or None,
+                     skip_examples=used - config.train.robust_val_examples,
+                     num_examples=config.train.robust_val_examples)
+
+
+def _robust_validation_eps(config) -> float:
+    """``train.robust_val_eps``, or the largest ε adversarial training uses, or the paper's ε."""
+    if config.train.robust_val_eps:
+        return float(config.train.robust_val_eps)
+    if config.adv.method != "none":
+        return float(config.adv.eps_max)
+    from pcl_tf.attacks import registry
+
+    return registry.paper_eps(config.dataset)
 
 
 def check_workdir_matches(workdir: str, config) -> None:
@@ -330,21 +369,30 @@ def train_and_evaluate(
         training.NonFiniteGuard(steps_per_epoch),  # before the checkpoint: a diverged step is never saved
         step_checkpoint,
     ]
-    if chief and config.train.snapshot_epochs:
-        def write_snapshot_files(destination, epoch):
-            io_utils.write_json_atomic(os.path.join(destination, CONFIG_FILE), config.to_dict())
-            io_utils.write_json_atomic(os.path.join(destination, METRICS_FILE), {
-                "dataset": info.name, "model": config.model, "pcl_branches": config.pcl.branches,
-                "epochs": epoch, "run_epochs": plan.epochs, "warmup_epochs": plan.warmup_epochs,
-                "schedule": plan.describe(), "steps_per_epoch": steps_per_epoch,
-                "learning_rate": float(keras.ops.convert_to_tensor(model.optimizer.learning_rate)),
-                "train_seconds": round(float(state.seconds.numpy()), 1),
-                "test": evaluation.clean_accuracy(model, test_ds),
-            })
 
+    def write_copy_files(destination, epoch):
+        """config.json and metrics.json of a copy of the model kept at the end of ``epoch``."""
+        io_utils.write_json_atomic(os.path.join(destination, CONFIG_FILE), config.to_dict())
+        io_utils.write_json_atomic(os.path.join(destination, METRICS_FILE), {
+            "dataset": info.name, "model": config.model, "pcl_branches": config.pcl.branches,
+            "epochs": epoch, "run_epochs": plan.epochs, "warmup_epochs": plan.warmup_epochs,
+            "schedule": plan.describe(), "steps_per_epoch": steps_per_epoch,
+            "learning_rate": float(keras.ops.convert_to_tensor(model.optimizer.learning_rate)),
+            "train_seconds": round(float(state.seconds.numpy()), 1),
+            "test": evaluation.clean_accuracy(model, test_ds),
+        })
+
+    if chief and config.train.snapshot_epochs:
         callbacks.append(checkpointing.EpochSnapshots(
             os.path.join(workdir, SNAPSHOT_DIR), config.train.snapshot_epochs,
-            lambda: model.checkpoint_items(optimizers=False), state, write_snapshot_files))
+            lambda: model.checkpoint_items(optimizers=False), state, write_copy_files))
+    if config.train.robust_val_examples:
+        # Rice et al.'s robust early stopping: PGD accuracy on the held-out slice every epoch,
+        # the most robust epoch kept in <workdir>/best_robust/.
+        callbacks.append(early_stopping.RobustValidation(
+            _robust_validation_data(config), _robust_validation_eps(config),
+            os.path.join(workdir if chief else scratch, BEST_ROBUST_DIR),
+            lambda: model.checkpoint_items(optimizers=False), write_copy_files))
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False))
     # The data order is a function of the global step alone: a fresh seeded pipeline, repeated,

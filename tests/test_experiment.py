@@ -194,3 +194,28 @@ def test_trades_with_adversarial_images_only_is_refused():
     config.adv.include_clean = False
     with pytest.raises(experiment.ConfigError, match="include_clean=True"):
         experiment.validate_config(config)
+
+
+def test_robust_early_stopping_logs_every_epoch_and_keeps_the_most_robust(tmp_path):
+    config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke,softmax,madry,nfgsm")
+    config.train.epochs, config.train.num_examples, config.train.robust_val_examples = 3, 96, 32
+    workdir = str(tmp_path / "run")
+    with tfds.testing.mock_data(num_examples=128):
+        metrics = experiment.train_and_evaluate(config, workdir, verbose=0)
+        robust = metrics["history"]["val_robust_accuracy"]
+        clean = metrics["history"]["val_clean_accuracy"]
+        assert len(robust) == len(clean) == 3 and all(0 <= r <= c <= 1 for r, c in zip(robust, clean))
+        assert metrics["steps_per_epoch"] == 2  # 96 - 32 held out = 64 training images, batch 32
+        with open(os.path.join(workdir, "best_robust", "best_robust.json")) as f:
+            best = json.load(f)
+        assert best["epoch"] == 1 + robust.index(max(robust)) and best["val_robust_accuracy"] == max(robust)
+        assert best["eps"] == 0.3  # madry's fixed ε
+        model, _ = experiment.load_trained(os.path.join(workdir, "best_robust"))
+        assert model.inference_model()(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 10)
+
+
+def test_robust_validation_must_leave_training_images():
+    config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke")
+    config.train.robust_val_examples = 128
+    with pytest.raises(experiment.ConfigError, match="leaves no training images"):
+        experiment.validate_config(config)
