@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test install data bench clean-demo
+.PHONY: demo test test-fast install data bench clean-demo
 
 $(BIN)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: data
 
 test: install
 	$(BIN)/python -m pytest -q tests
+
+# The inner-loop tier: everything but the tests marked slow in tests/conftest.py.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 bench: data
 	$(BIN)/python bench/train_throughput.py
