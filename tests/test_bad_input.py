@@ -116,3 +116,13 @@ def test_bad_invocation(command, args, setup, message, tmp_path):
     assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert listing(tmp_path) == before  # nothing written or overwritten
+
+
+@pytest.mark.parametrize("command, flag", [("train", "--workdir"), ("attack", "--method"), ("export", "--export_dir")])
+def test_help_lists_the_commands_own_flags(command, flag, tmp_path):
+    """absl's --help printed only "Try --helpfull" for the console scripts."""
+    proc = subprocess.run([sys.executable, "-m", f"pcl_tf.cli.{command}", "--help"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert flag in proc.stdout and "Try --helpfull" not in proc.stdout
+    assert os.listdir(tmp_path) == []

@@ -100,6 +100,17 @@ def make_flags_parser(prog: str) -> Callable[[Sequence[str]], Sequence[str]]:
     return parse
 
 
+def _print_help(main: Callable, prog: str) -> None:
+    """The command's docstring and its own flags. absl's --help lists the flags of ``__main__``
+    only, which for a console script is the launcher: it printed just "Try --helpfull"."""
+    module = sys.modules[main.__module__]
+    sys.stdout.write((module.__doc__ or prog).strip() + "\n\nflags:\n")
+    sys.stdout.write(flags.FLAGS.module_help(module) + "\n")
+    if "config" in flags.FLAGS and flags.FLAGS.find_module_defining_flag("config") == module.__name__:
+        sys.stdout.write("\nEvery config field, its default and what it means: configs/common.py (base_config and "
+                         "the variants); set any of them with --config.<field>=value.\n")
+
+
 def run(
     main: Callable,
     prog: str,
@@ -110,6 +121,10 @@ def run(
     """``absl.app.run(main)`` where the library's usage ``errors`` become one line and exit 2,
     run ``failures`` (e.g. a diverged training) one line and exit 3, and ``interruptions`` (Ctrl-C
     caught by the library after saving its state) one line and exit 130, as a shell reports SIGINT."""
+
+    if any(arg in ("--help", "-h", "--helpshort", "-?") for arg in sys.argv[1:]):
+        _print_help(main, prog)
+        sys.exit(0)
 
     def guarded(argv):
         if not flags.FLAGS["verbosity"].present:
