@@ -113,7 +113,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "for a PCL model: the PC terms switch on only after the CE warm-up, so this run would train "
             "cross-entropy alone. Lower the warm-up, raise the epochs, or use the softmax variant"
         )
-    used = config.train.num_examples or info_train_examples(config.dataset)
+    used = _used_train_examples(config)
     if config.train.robust_val_examples and config.train.robust_val_examples >= used:
         raise ConfigError(f"config.train.robust_val_examples={config.train.robust_val_examples} leaves no training "
                           f"images (the run uses {used}); hold out fewer")
@@ -132,13 +132,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 f"config.pcl.branches: model {config.model!r} has no tap {branch.tap!r}; "
                 f"its taps are {', '.join(taps)}"
             )
-
-
-def info_train_examples(dataset: str) -> int:
-    try:
-        return data.info(dataset).train_examples
-    except data.DatasetError:
-        return 0
 
 
 def build_model(config: ml_collections.ConfigDict, steps_per_epoch: int = 0) -> training.PCLModel:
@@ -212,7 +205,7 @@ def _train_data(config, seed: int) -> tf.data.Dataset:
     """One epoch of training batches, shuffled (and augmented where the dataset has it) by ``seed``:
     the first ``train.num_examples`` images of the split (all: 0), less the last
     ``train.robust_val_examples`` of them, which robust early stopping holds out."""
-    used = config.train.num_examples or data.info(config.dataset).train_examples
+    used = _used_train_examples(config)
     return data.load(
         config.dataset,
         "train",
@@ -226,10 +219,15 @@ def _train_data(config, seed: int) -> tf.data.Dataset:
     )
 
 
+def _used_train_examples(config) -> int:
+    """How many images of the training split a run reads: ``train.num_examples``, or all of them."""
+    return config.train.num_examples or data.info(config.dataset).train_examples
+
+
 def _robust_validation_data(config) -> tf.data.Dataset:
     """The held-out slice of robust early stopping: the last ``train.robust_val_examples`` of the
     training images a run uses, never trained on."""
-    used = config.train.num_examples or data.info(config.dataset).train_examples
+    used = _used_train_examples(config)
     return data.load(config.dataset, "train", batch_size=config.eval.batch_size, data_dir=config.data_dir or None,
                      skip_examples=used - config.train.robust_val_examples,
                      num_examples=config.train.robust_val_examples)
