@@ -6,7 +6,7 @@ bookkeeping: ``step`` (optimizer steps done, over all sessions), ``epoch`` (epoc
 writes each checkpoint under a temporary name and renames it, and the ``checkpoint`` index file
 is replaced atomically, so a run killed at any moment leaves the previous checkpoint intact.
 :func:`restore_latest` falls back to an older checkpoint, naming the file, when the newest one
-cannot be read (truncated or corrupt).
+cannot be read (truncated or corrupt) — for training; evaluation and export must ask for it.
 """
 
 from __future__ import annotations
@@ -70,15 +70,21 @@ def newest_step(directory: str) -> int:
     return int(suffix) if suffix.isdigit() else 0
 
 
-def restore_latest(manager: tf.train.CheckpointManager, model) -> Optional[str]:
+def restore_latest(manager: tf.train.CheckpointManager, model, allow_older: bool = True) -> Optional[str]:
     """Restores the newest readable checkpoint and returns its path (None: fresh start).
 
     Every part of the model and both optimizers must be in it; the bookkeeping may predate a
     field and then keeps its default. An unreadable checkpoint is reported by name and the
     next older one is tried; if none can be read, :class:`CheckpointError` names them all.
+    With ``allow_older=False`` (evaluation and export: the result must describe the model the
+    work dir claims) an unreadable newest checkpoint is an error that names the older one.
     """
     failures = []
     for path in reversed(manager.checkpoints):
+        if failures and not allow_older:
+            raise CheckpointError(
+                f"the newest checkpoint {failures[0]} cannot be read; the one before it is {path}. Pass "
+                "--allow_older_checkpoint to use it (the report or export will say so), or retrain")
         try:
             manager.checkpoint.restore(path).expect_partial()
             tf.train.Checkpoint(**model.checkpoint_items()).restore(path).expect_partial().assert_existing_objects_matched()

@@ -24,6 +24,7 @@ from typing import Dict, Optional, Tuple
 import keras
 import ml_collections
 import tensorflow as tf
+from absl import logging
 
 from pcl_tf import (adversarial, checkpointing, custom_loop, data, distribute, early_stopping, evaluation, io_utils, models,
                     schedule, training)
@@ -495,8 +496,13 @@ def _merge_history(previous: Dict, new: Dict) -> Dict:
     return merged
 
 
-def load_trained(workdir: str) -> Tuple[training.PCLModel, ml_collections.ConfigDict]:
-    """Rebuilds the model of a work dir from its config.json and restores its last checkpoint."""
+def load_trained(workdir: str, allow_older_checkpoint: bool = False) -> Tuple[training.PCLModel, ml_collections.ConfigDict]:
+    """Rebuilds the model of a work dir from its config.json and restores its newest checkpoint.
+
+    If that checkpoint cannot be read, :class:`pcl_tf.checkpointing.CheckpointError` names the
+    older one, which is used only with ``allow_older_checkpoint``. The model's ``restored_checkpoint``
+    attribute records what was restored (``{"name": "ckpt-1410", "step": 1410, "newest": True}``)
+    for reports and exports."""
     config_path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.isdir(workdir):
         raise WorkdirError(f"work dir {workdir} does not exist; train one with pcl-train --workdir={workdir}")
@@ -505,8 +511,15 @@ def load_trained(workdir: str) -> Tuple[training.PCLModel, ml_collections.Config
     config = read_config(config_path)
     model = build_model(config)
     manager = checkpointing.make_manager(model, checkpointing.RunState.create(), os.path.join(workdir, CHECKPOINT_DIR))
-    if checkpointing.restore_latest(manager, model) is None:
+    path = checkpointing.restore_latest(manager, model, allow_older=allow_older_checkpoint)
+    if path is None:
         raise WorkdirError(f"{workdir} has no checkpoint yet; run pcl-train --workdir={workdir} first")
+    name = os.path.basename(path)
+    model.restored_checkpoint = {"name": name, "step": int(name.rsplit("-", 1)[-1]) if name.rsplit("-", 1)[-1].isdigit() else None,
+                        "newest": path == manager.latest_checkpoint}
+    if not model.restored_checkpoint["newest"]:
+        logging.warning("%s: using the older checkpoint %s, not the newest %s", workdir, name,
+                        os.path.basename(manager.latest_checkpoint))
     return model, config
 
 

@@ -252,6 +252,8 @@ def export(
     module = ServingModule.from_pcl_model(model)
     signatures = module.signatures()
     metadata = _metadata(module, signatures, config_dict, version, metrics, workdir, report_copies)
+    # Which checkpoint the weights come from (set by experiment.load_trained).
+    metadata["checkpoint"] = dict(getattr(model, "restored_checkpoint", None) or {}) or None
 
     created = _missing_dirs(base)
     final = os.path.join(base, str(version))
@@ -283,17 +285,22 @@ def export(
     return final
 
 
-def export_workdir(workdir: str, export_base: str, version: Optional[int] = None) -> str:
+def export_workdir(workdir: str, export_base: str, version: Optional[int] = None,
+                   allow_older_checkpoint: bool = False) -> str:
     """Exports the last checkpoint of a pcl-train work dir (with its reports and metrics).
 
     The destination is checked before the model is loaded, so a refused version or an unwritable
-    export dir costs nothing. Returns the path of the version directory written.
+    export dir costs nothing. Returns the path of the version directory written. An unreadable
+    newest checkpoint is refused unless ``allow_older_checkpoint``; the metadata then records the
+    checkpoint exported and drops the work dir's metrics, which describe the newest one.
     """
     check_destination(export_base, version)
-    model, config = experiment.load_trained(workdir)
+    model, config = experiment.load_trained(workdir, allow_older_checkpoint=allow_older_checkpoint)
     metrics_path = os.path.join(workdir, experiment.METRICS_FILE)
     metrics = io_utils.read_json(metrics_path) if os.path.exists(metrics_path) else None
     reports = sorted(glob.glob(os.path.join(workdir, REPORTS_DIR, "*.json")))
+    if not model.restored_checkpoint["newest"]:
+        metrics, reports = None, []  # they describe the newest checkpoint, not the weights exported
     return export(model, config, export_base, version, reports=reports, metrics=metrics, workdir=workdir)
 
 

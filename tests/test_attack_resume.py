@@ -107,6 +107,7 @@ def test_killed_evaluation_resumes_after_its_last_batch_with_the_same_report(wor
     assert f"resuming an interrupted evaluation after {8 * finished} images ({finished} batches)" in out
     assert without_timing(json.load(open(stem + ".json"))) == without_timing(json.load(open(uninterrupted + ".json")))
     assert not os.path.exists(stem + ".partial")  # the finished evaluation's journal is gone
+    assert all(r["model"]["checkpoint"]["newest"] for r in json.load(open(stem + ".json")))  # what was scored
 
 
 def journal_batches(path):

@@ -121,6 +121,8 @@ def test_version_directory_layout_and_metadata(exported, workdir):
     assert metadata["source_workdir"] == os.path.abspath(workdir)
     assert 0.0 <= metadata["test_accuracy"]["softmax"] <= 1.0
     assert metadata["reports"] == ["reports/whitebox_fgsm.json"]
+    newest = sorted(n[:-len(".index")] for n in os.listdir(os.path.join(workdir, "checkpoints")) if n.endswith(".index"))
+    assert metadata["checkpoint"]["newest"] is True and metadata["checkpoint"]["name"] in newest
     with open(os.path.join(exported, "assets.extra", "reports", "whitebox_fgsm.json")) as f:
         assert json.load(f) == [REPORT]
 

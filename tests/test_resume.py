@@ -135,18 +135,31 @@ def test_ctrl_c_saves_the_current_step_and_the_rerun_matches_an_uninterrupted_ru
     assert diff <= 1e-6, diff
 
 
-def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(uninterrupted, tmp_path):
+def test_corrupt_newest_checkpoint_is_refused_for_evaluation_unless_asked_then_the_older_is_named(uninterrupted, tmp_path):
+    """Training resumes past an unreadable newest checkpoint (test_kill_9 covers resuming); a
+    command that reads the model refuses it with one line naming the older checkpoint and the flag,
+    and with the flag uses the older one and records which."""
     import shutil
 
     workdir = tmp_path / "corrupt"
     shutil.copytree(uninterrupted, workdir)
-    newest = checkpoint_steps(workdir)[-1]
+    steps = checkpoint_steps(workdir)
+    newest, older = steps[-1], steps[-2]
     data_file = glob.glob(str(workdir / "checkpoints" / f"ckpt-{newest}.data-*"))[0]
     with open(data_file, "r+b") as f:
         f.truncate(100)  # a truncated write
-    check = subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from pcl_tf import experiment; m, _ = experiment.load_trained(sys.argv[1]); print('ok')",
-         str(workdir)], capture_output=True, text=True, timeout=120)
+    load = ("import sys; from pcl_tf import experiment; "
+            "m, _ = experiment.load_trained(sys.argv[1], allow_older_checkpoint=sys.argv[2] == '1'); "
+            "print(m.restored_checkpoint)")
+    check = subprocess.run([sys.executable, "-c", load, str(workdir), "1"], capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr[-2000:]
     assert f"ckpt-{newest}" in check.stderr and "cannot be read" in check.stderr
+    assert check.stdout.strip() == str({"name": f"ckpt-{older}", "step": older, "newest": False})
+
+    before = sorted(os.listdir(workdir))
+    attack = subprocess.run([sys.executable, "-m", "pcl_tf.cli.attack", f"--workdir={workdir}", "--method=fgsm"],
+                            capture_output=True, text=True, timeout=180)
+    errors = [line for line in attack.stderr.splitlines() if line.startswith("pcl-attack: error:")]
+    assert attack.returncode == 2 and len(errors) == 1, attack.stderr[-2000:]
+    assert f"ckpt-{older}" in errors[0] and "--allow_older_checkpoint" in errors[0]
+    assert "Traceback" not in attack.stderr and sorted(os.listdir(workdir)) == before

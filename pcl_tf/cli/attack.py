@@ -44,6 +44,8 @@ flags.DEFINE_string("source_workdir", None, "Craft on this model, score on --wor
 flags.DEFINE_string("output", None, "Report path without extension; default <workdir>/reports/<name>.")
 flags.DEFINE_string("data_dir", None, "TFDS data dir; default: the one the model was trained with.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_bool("allow_older_checkpoint", False, "If a model's newest checkpoint cannot be read, evaluate the one "
+                  "before it (each report records the checkpoint it used).")
 flags.DEFINE_bool("audit", True, "Run the gradient-masking audit on every white-box evaluation.")
 flags.DEFINE_bool("transfer", False, "Transfer matrix (paper Table 6) over the --workdir models with the first --method.")
 flags.DEFINE_string("plot_features", None, "Write Fig. 1 (2-D penultimate features, clean vs PGD) of each model to this PNG.")
@@ -176,6 +178,20 @@ def _stem(kind, methods, eps_values, source=""):
                               step_size=FLAGS.step_size, c=FLAGS.c, source=source)
 
 
+def _load(workdir):
+    """A work dir's model and config; its newest checkpoint unless --allow_older_checkpoint."""
+    return experiment.load_trained(workdir, allow_older_checkpoint=FLAGS.allow_older_checkpoint)
+
+
+def _record_checkpoints(reports, models):
+    """Each report names the checkpoint of the model it scored (and of the source it crafted on)."""
+    for r in reports:
+        r["model"]["checkpoint"] = models[r["model"]["workdir"]].restored_checkpoint
+        if r.get("source_model") and FLAGS.source_workdir in models:
+            r["source_checkpoint"] = models[FLAGS.source_workdir].restored_checkpoint
+    return reports
+
+
 def _write_report(stem, reports):
     """Writes the report, then drops the journal of its (now finished) evaluation."""
     report.write(stem, reports)
@@ -185,7 +201,7 @@ def _write_report(stem, reports):
 
 def _white_box(workdir, methods):
     """Every ε on one model through its own gradients, then the audit; writes its reports."""
-    model, config = experiment.load_trained(workdir)
+    model, config = _load(workdir)
     skipped = set(methods) - set(robustness.usable_methods(model, methods))
     if skipped:
         print(f"{workdir}: skipping {', '.join(sorted(skipped))} (the model has no prototypes)")
@@ -196,6 +212,7 @@ def _white_box(workdir, methods):
         print(f"{workdir}: {', '.join(methods)} at eps={eps:g}", flush=True)
         reports.append(robustness.evaluate(model, config, dataset, workdir=workdir, methods=methods, eps=eps,
                                            **_evaluation_args(stem, [workdir])))
+    _record_checkpoints(reports, {workdir: model})
     if FLAGS.audit:
         # The model-side checks (gradients, restart spread) at the smallest ε > 0 run: at ε = 0
         # (a sweep's first point) they would measure nothing.
@@ -212,8 +229,8 @@ def _white_box(workdir, methods):
 
 def _black_box(methods):
     """Crafts once per batch on --source_workdir and scores every --workdir model."""
-    source, source_config = experiment.load_trained(FLAGS.source_workdir)
-    targets = {w: experiment.load_trained(w) for w in FLAGS.workdir}
+    source, source_config = _load(FLAGS.source_workdir)
+    targets = {w: _load(w) for w in FLAGS.workdir}
     for workdir, (_, config) in targets.items():
         if config.dataset != source_config.dataset:
             raise ValueError(
@@ -234,6 +251,7 @@ def _black_box(methods):
         reports += robustness.evaluate_many(
             targets, dataset, methods=methods, eps=eps, source=source, source_workdir=FLAGS.source_workdir,
             **_evaluation_args(journal_stem, [FLAGS.source_workdir] + list(targets)))
+    _record_checkpoints(reports, {**{w: m for w, (m, _) in targets.items()}, FLAGS.source_workdir: source})
     if not FLAGS.output:
         for workdir, stem in stems.items():
             report.write(stem, [r for r in reports if r["model"]["workdir"] == workdir])
@@ -267,7 +285,7 @@ def _black_box_reports(workdir):
 
 def _load_same_dataset():
     """Every --workdir model, checked to share one dataset; returns (models, config, test set)."""
-    loaded = {w: experiment.load_trained(w) for w in FLAGS.workdir}
+    loaded = {w: _load(w) for w in FLAGS.workdir}
     datasets = {config.dataset for _, config in loaded.values()}
     if len(datasets) > 1:
         raise ValueError(f"the --workdir models are of different datasets ({', '.join(sorted(datasets))}); give one dataset's models")

@@ -23,6 +23,8 @@ flags.DEFINE_string("workdir", None, "Work dir of a trained model (pcl-train --w
 flags.DEFINE_string(
     "export_dir", None, "Model base path, e.g. exports/<model_name>; the version is a sub-directory of it."
 )
+flags.DEFINE_bool("allow_older_checkpoint", False, "If the newest checkpoint cannot be read, export the one before "
+                  "it (the metadata names it and leaves out metrics and reports, which describe the newest).")
 flags.DEFINE_integer("version", None, "Version number to write (a positive integer); default: the next free one.")
 flags.DEFINE_string("slim_copy", None, "Instead of a SavedModel, write a slim copy of the work dir here (weights, "
                     "prototypes, config, metrics, reports; no optimizer state or logs) that pcl-attack and "
@@ -78,7 +80,8 @@ def main(argv):
         return
     from pcl_tf import export  # pylint: disable=g-import-not-at-top  (TensorFlow loads here)
 
-    path = export.export_workdir(FLAGS.workdir, FLAGS.export_dir, FLAGS.version)
+    path = export.export_workdir(FLAGS.workdir, FLAGS.export_dir, FLAGS.version,
+                                 allow_older_checkpoint=FLAGS.allow_older_checkpoint)
     metadata = export.read_metadata(path)
     signature = metadata["signatures"][export.SIGNATURE_FLOAT]
     spec = signature["inputs"][export.INPUT_NAME]
