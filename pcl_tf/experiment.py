@@ -220,6 +220,18 @@ def _train_data(config, seed: int) -> tf.data.Dataset:
     )
 
 
+def _check_directory_path(workdir: str) -> None:
+    """Refuses a work dir that is a file, or lies under a file or an unwritable directory."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f"cannot create the work dir {workdir}: it is a file; choose another --workdir")
+    parent = os.path.dirname(os.path.abspath(workdir))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise WorkdirError(f"cannot create the work dir {workdir}: {parent} is not a writable directory; "
+                           "choose another --workdir")
+
+
 def _used_train_examples(config) -> int:
     """How many images of the training split a run reads: ``train.num_examples``, or all of them."""
     return config.train.num_examples or data.info(config.dataset).train_examples
@@ -315,9 +327,14 @@ def train_and_evaluate(
     plan = schedule.Schedule.from_config(config.train)
     data_dir = config.data_dir or None
     check_workdir_matches(workdir, config)
+    _check_directory_path(workdir)  # before the data: a bad --workdir is found in a second
     data.ensure_prepared(config.dataset, data_dir)  # fail fast, before anything is written
     if chief:
-        os.makedirs(workdir, exist_ok=True)
+        try:
+            os.makedirs(workdir, exist_ok=True)
+        except OSError as e:
+            raise WorkdirError(f"cannot create the work dir {workdir}: {e.strerror} ({e.filename}); "
+                               "choose another --workdir") from None
         config_path = os.path.join(workdir, CONFIG_FILE)
         if not os.path.exists(config_path) or io_utils.read_json(config_path) != json.loads(json.dumps(config.to_dict())):
             io_utils.write_json_atomic(config_path, config.to_dict())  # new, or train.epochs raised
@@ -537,8 +554,12 @@ def slim_copy(workdir: str, destination: str) -> str:
     state = checkpointing.RunState.create()
     checkpointing.restore_latest(checkpointing.make_manager(model, state, os.path.join(workdir, CHECKPOINT_DIR)), model)
     parent = os.path.dirname(destination)
-    os.makedirs(parent, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix="." + os.path.basename(destination) + ".", dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        scratch = tempfile.mkdtemp(prefix="." + os.path.basename(destination) + ".", dir=parent)
+    except OSError as e:
+        raise WorkdirError(f"cannot write a slim copy to {destination}: {e.strerror} (in {parent}); "
+                           "choose another path") from None
     try:
         for name in (CONFIG_FILE, METRICS_FILE):
             if os.path.exists(os.path.join(workdir, name)):

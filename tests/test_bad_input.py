@@ -69,6 +69,8 @@ CASES = [
     ("train", ["--dataset=fmnist", "--workdir=run"], other_dataset_workdir, "holds a cifar10/resnet20 run"),
     ("train", ["--dataset=cifar10", "--workdir=run", "--data_dir=tfds"], None, "cifar10 3.0.2 is not prepared"),
     ("train", [f"--config={FMNIST}", "--dataset=cifar10", "--workdir=run"], None, "conflicts with the config"),
+    ("train", [f"--config={FMNIST}:smoke", "--workdir=file/run"], a_file, "cannot create the work dir file/run"),
+    ("train", [f"--config={FMNIST}:smoke", "--workdir=file"], a_file, "cannot create the work dir file: it is a file"),
     ("train", [f"--config={FMNIST}:smoke", "--workdir=run", "--config.train.warmup_epochs=2"], None,
      "warmup_epochs (2) must be < config.train.epochs (2)"),
     ("train", ["--dataset=fmnist", "--workdir=run", "--config.train.schedule_scale=0"], None,

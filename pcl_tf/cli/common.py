@@ -138,5 +138,10 @@ def run(
             fail(prog, e, status=3)
         except errors as e:
             fail(prog, e)
+        except OSError as e:  # a path given on the command line that cannot be used
+            if e.filename is None:
+                raise
+            fail(prog, f"cannot use {e.filename}: {e.strerror or e}; check the path (a directory where one is "
+                       "expected, writable, on a file system with room) or choose another")
 
     app.run(guarded, flags_parser=make_flags_parser(prog))
