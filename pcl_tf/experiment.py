@@ -420,8 +420,14 @@ def train_and_evaluate(
         initial_epoch, done_steps = initial_epoch + 1, (initial_epoch + 1) * steps_per_epoch
     if initial_epoch < plan.epochs:
         segments.append((initial_epoch, plan.epochs, steps_per_epoch, done_steps))
+    # Ctrl-C: Python's default KeyboardInterrupt can be lost when SIGINT arrives while TensorFlow
+    # runs a step (seen: the run went on). A handler that only sets a flag, checked after every
+    # step, stops training at the next step boundary instead.
+    stop = training.StopOnInterrupt()
+    callbacks.insert(callbacks.index(step_checkpoint) + 1, stop)
     try:
-        history = _fit_segments(model, config, strategy, train_ds, segments, callbacks, verbose)
+        with stop.catching_sigint():
+            history = _fit_segments(model, config, strategy, train_ds, segments, callbacks, verbose)
     except KeyboardInterrupt:
         # The optimizer's step count is the truth (the interrupted batch may have been applied
         # before its callback ran); a resumed run skips exactly the batches already trained on.

@@ -13,7 +13,10 @@ step is plain CE (a configuration, not a second trainer).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 from typing import Dict, Optional
 
 import keras
@@ -355,6 +358,37 @@ def make_optimizer(name: str, learning_rate, momentum: float = 0.9, weight_decay
     if name == "adam":
         return keras.optimizers.Adam(learning_rate, weight_decay=wd, **clip)
     raise ValueError(f"unknown optimizer {name!r}; choose sgd or adam")
+
+
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Turns Ctrl-C into a KeyboardInterrupt raised between two training steps.
+
+    Inside :meth:`catching_sigint` (main thread only) SIGINT just sets a flag; the first
+    ``on_train_batch_end`` after it raises KeyboardInterrupt, so the step's bookkeeping is done and
+    the caller can checkpoint exactly that step."""
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+
+    @contextlib.contextmanager
+    def catching_sigint(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request(signum, frame):
+            self.requested = True
+
+        previous = signal.signal(signal.SIGINT, request)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.requested:
+            raise KeyboardInterrupt
 
 
 class TrainingDivergedError(RuntimeError):
