@@ -224,11 +224,9 @@ def _check_directory_path(workdir: str) -> None:
     """Refuses a work dir that is a file, or lies under a file or an unwritable directory."""
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise WorkdirError(f"cannot create the work dir {workdir}: it is a file; choose another --workdir")
-    parent = os.path.dirname(os.path.abspath(workdir))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        raise WorkdirError(f"cannot create the work dir {workdir}: {parent} is not a writable directory; "
+    blocked = io_utils.blocking_ancestor(workdir)
+    if blocked:
+        raise WorkdirError(f"cannot create the work dir {workdir}: {blocked} is not a writable directory; "
                            "choose another --workdir")
 
 

@@ -31,6 +31,15 @@ def open_atomic(path: str, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+def blocking_ancestor(path: str):
+    """The nearest existing ancestor directory of ``path`` when it is not a writable directory
+    (so ``path`` cannot be created there), else None."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    return None if os.path.isdir(parent) and os.access(parent, os.W_OK) else parent
+
+
 def _umask() -> int:
     mask = os.umask(0)  # reading the umask means setting it; put it straight back
     os.umask(mask)

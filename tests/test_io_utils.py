@@ -34,3 +34,11 @@ def test_files_get_the_umask_permissions_not_mkstemps_0600(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "shared.md").st_mode) == 0o644
+
+
+def test_blocking_ancestor_names_what_stops_a_path_from_being_created(tmp_path):
+    from pcl_tf import io_utils
+
+    (tmp_path / "file").write_text("x")
+    assert io_utils.blocking_ancestor(str(tmp_path / "file" / "run")) == str(tmp_path / "file")
+    assert io_utils.blocking_ancestor(str(tmp_path / "new" / "deeper" / "run")) is None

@@ -112,11 +112,9 @@ def _check_flags():
 
 def _check_writable(flag, path):
     """Refuses an output path that cannot be written before any attack runs."""
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        raise ValueError(f"--{flag}={path} cannot be written ({parent} is not a writable directory); "
+    blocked = io_utils.blocking_ancestor(path)
+    if blocked:
+        raise ValueError(f"--{flag}={path} cannot be written ({blocked} is not a writable directory); "
                          "choose another path")
 
 
