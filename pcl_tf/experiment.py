@@ -103,6 +103,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "train.clip_global_norm": config.train.clip_global_norm,
         "train.robust_val_examples": config.train.robust_val_examples,
         "train.robust_val_eps": config.train.robust_val_eps,
+        "adv.trades_beta": config.adv.trades_beta,
+        "adv.start_radius_ratio": config.adv.start_radius_ratio,
     }
     for field, value in non_negative.items():
         if value < 0:
