@@ -141,6 +141,10 @@ def attack_dataset(
 def summarize(results: Dict[str, np.ndarray], attack_names, worst_case_over=None) -> Dict:
     """Clean accuracy, each attack's robust accuracy, and the per-sample worst case.
 
+    Each attack's per-sample outcome is kept too (``robust_samples``, see :func:`pack_samples`),
+    so that evaluations run separately on the same images can be combined per sample later
+    (``pcl-attack --compare``).
+
     A sample counts as robust to an attack when the model classifies both the clean image and
     the adversarial image correctly (AutoAttack's convention: a misclassified image is never
     robust); it counts in ``worst_case`` only when it survived *every* attack of
@@ -149,7 +153,8 @@ def summarize(results: Dict[str, np.ndarray], attack_names, worst_case_over=None
     worst_case_over = list(attack_names if worst_case_over is None else worst_case_over)
     clean = results["clean_correct"].astype(bool)
     n = int(clean.size)
-    summary = {"num_examples": n, "clean_accuracy": float(clean.mean()), "attacks": {}}
+    summary = {"num_examples": n, "clean_accuracy": float(clean.mean()), "clean_samples": pack_samples(clean),
+               "attacks": {}}
     worst = clean.copy()
     for name in attack_names:
         robust = clean & results[f"{name}/correct"].astype(bool)
@@ -159,6 +164,7 @@ def summarize(results: Dict[str, np.ndarray], attack_names, worst_case_over=None
         summary["attacks"][name] = {
             "robust_accuracy": float(robust.mean()),
             "robust_count": int(robust.sum()),
+            "robust_samples": pack_samples(robust),
             "mean_linf": float(linf.mean()),
             "max_linf": float(linf.max()),
             "mean_l2": float(l2.mean()),
@@ -168,3 +174,14 @@ def summarize(results: Dict[str, np.ndarray], attack_names, worst_case_over=None
     summary["worst_case"] = {"robust_accuracy": float(worst.mean()), "robust_count": int(worst.sum()),
                              "attacks": worst_case_over}
     return summary
+
+
+def pack_samples(mask: np.ndarray) -> str:
+    """A boolean per test image as hex text (1,000 images: 250 characters): the per-sample
+    outcome a JSON report keeps, in the order of the test split."""
+    return np.packbits(np.asarray(mask, dtype=bool)).tobytes().hex()
+
+
+def unpack_samples(text: str, n: int) -> np.ndarray:
+    """The inverse of :func:`pack_samples` for ``n`` images."""
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8), count=n).astype(bool)

@@ -27,7 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 from pcl_tf import (adversarial, checkpointing, custom_loop, data, distribute, early_stopping, evaluation, io_utils, models,
-                    schedule, training)
+                    report, schedule, training)
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -549,7 +549,8 @@ def load_trained(workdir: str, allow_older_checkpoint: bool = False) -> Tuple[tr
 def slim_copy(workdir: str, destination: str) -> str:
     """Writes a copy of a trained work dir that only evaluates and exports: config.json,
     metrics.json, the finished reports and one checkpoint of the weights and prototypes (no
-    optimizer state, no TensorBoard logs: a few MB for CNN-6 instead of ~30). ``pcl-attack`` and
+    optimizer state, no TensorBoard logs: a few MB for CNN-6 instead of ~30), its reports naming
+    models by name rather than by this machine's paths. ``pcl-attack`` and
     ``pcl-export`` take it like the original; resuming training from it is refused (no optimizer
     state). Written to a temporary sibling and renamed; an existing ``destination`` is refused.
     Returns the destination's absolute path."""
@@ -573,6 +574,7 @@ def slim_copy(workdir: str, destination: str) -> str:
         reports = os.path.join(workdir, "reports")
         if os.path.isdir(reports):  # finished reports only, not the journals of running ones
             shutil.copytree(reports, os.path.join(scratch, "reports"), ignore=shutil.ignore_patterns("*.partial"))
+            report.make_portable(os.path.join(scratch, "reports"), workdir, os.path.basename(destination))
         manager = checkpointing.make_manager(model, state, os.path.join(scratch, CHECKPOINT_DIR))
         manager.save(checkpoint_number=int(state.step.numpy()))
         os.rename(scratch, destination)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import glob
+import json
 import math
+import os
 import platform
+import re
 from typing import Dict, List, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
-from pcl_tf import attacks, io_utils
+from pcl_tf import attacks, evaluation, io_utils
 
 LABELS = {"fgsm": "FGSM", "bim": "BIM", "cw": "C&W", "mim": "MIM", "pgd": "PGD", "apgd-ce": "APGD-CE",
           "apgd-t": "APGD-T", "square": "Square", "pgd-restarts": "PGD-restarts"}
@@ -39,6 +44,7 @@ def make_report(
         "eps": eps,
         "num_examples": summary["num_examples"],
         "clean_accuracy": summary["clean_accuracy"],
+        "clean_samples": summary.get("clean_samples"),
         "attacks": attacks,
         "worst_case": summary["worst_case"],
         "seed": seed,
@@ -74,8 +80,9 @@ def _cascade_note(reports: List[Dict]) -> str:
     if not cascaded:
         return ""
     names = ", ".join(LABELS.get(m, m) for m in cascaded)
-    return (f"\n{names}: run, as in AutoAttack, only on the images every attack to their left left "
-            "robust; their numbers are the robust accuracy after them and everything before.\n")
+    return (f"\n{names}: run, as in AutoAttack, only on the images that the attacks before them in the same "
+            "evaluation (its report lists them in order) left robust; their numbers are the robust accuracy after "
+            "them and those attacks together.\n")
 
 
 def _outside_eps_note(reports: List[Dict]) -> str:
@@ -132,6 +139,46 @@ def write(path_stem: str, reports: List[Dict]) -> None:
     """Writes ``<stem>.json`` (the list of reports) and ``<stem>.md`` (the table), atomically."""
     io_utils.write_json_atomic(path_stem + ".json", reports)
     io_utils.write_text_atomic(path_stem + ".md", markdown_table(reports))
+
+
+def make_portable(reports_dir: str, workdir: str, model_name: str) -> None:
+    """Rewrites the reports in ``reports_dir`` (of the model trained in ``workdir``) so that they
+    carry no path of the machine that wrote them: the model becomes ``model_name`` and every
+    other model (a black-box source, a transfer matrix's rows) its directory's base name —
+    wherever the path appears, the audit's sentences and the Markdown tables included. For
+    copies that leave the machine (``experiment.slim_copy``, the models shipped in the repository)."""
+    own = {os.path.normpath(workdir), os.path.abspath(workdir)}
+    names: Dict[str, str] = {}
+
+    def collect(path):
+        if isinstance(path, str) and path:
+            names[path] = model_name if {os.path.normpath(path), os.path.abspath(path)} & own else (
+                os.path.basename(os.path.normpath(path)))
+
+    jsons = sorted(glob.glob(os.path.join(reports_dir, "*.json")))
+    for path in jsons:
+        content = io_utils.read_json(path)
+        if isinstance(content, list):  # robustness reports
+            for r in content:
+                collect((r.get("model") or {}).get("workdir"))
+                collect(r.get("source_model"))
+        elif isinstance(content, dict) and isinstance(content.get("accuracy"), dict):  # a transfer matrix
+            for source, row in content["accuracy"].items():
+                collect(source)
+                for target in row:
+                    collect(target)
+    # Longest first, and only where the path ends: /runs/pcl never touches /runs/pcl_advpgd.
+    patterns = [(re.compile(re.escape(old) + r"(?![\w.\-/])"), new)
+                for old, new in sorted(names.items(), key=lambda item: -len(item[0]))]
+    for path in jsons + sorted(glob.glob(os.path.join(reports_dir, "*.md"))):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for pattern, new in patterns:
+            text = pattern.sub(lambda _: new, text)
+        if path.endswith(".json"):
+            io_utils.write_json_atomic(path, json.loads(text))
+        else:
+            io_utils.write_text_atomic(path, text)
 
 
 def _pyplot():
@@ -218,32 +265,78 @@ PAPER_COLUMNS = ("fgsm", "bim", "cw", "mim", "pgd")
 def comparison_table(reports: List[Dict]) -> str:
     """Paper Table 2 layout over several models, one block per ε: clean; white-box FGSM, BIM,
     C&W, MIM, PGD; black-box (transfer) the same; then the strong and adaptive attacks; and the
-    worst case over every white-box attack. When a model has several reports of one kind at
-    one ε, the latest wins per attack."""
-    cells: Dict[tuple, Dict[str, float]] = {}
-    clean: Dict[tuple, float] = {}
-    worst: Dict[tuple, float] = {}
+    worst case over every white-box attack within ε.
+
+    Only numbers measured on the same images share a row: a row is one model (and checkpoint)
+    at one ε on the first ``n`` test images, so evaluations of other sizes get rows of their own
+    and the ``n`` column says which. Where an attack ran more than once for a row, the latest
+    run is shown. The worst case is per image, over every white-box attack within ε run on the
+    row's images (all runs, from every report), when the reports keep per-sample outcomes; from
+    older reports without them it is the lowest of their own worst cases, an upper bound,
+    printed "≤ x"."""
+    rows: Dict[tuple, Dict] = {}
     for r in sorted(reports, key=lambda r: r.get("environment", {}).get("date", "")):
-        key = (r["eps"], r["model"]["workdir"])
-        clean.setdefault(key, r["clean_accuracy"])
+        row = rows.setdefault(_row_key(r), {"cells": {}, "clean": r["clean_accuracy"], "white": []})
         black = r["threat_model"] == "black-box"
         for method, attack in r["attacks"].items():
-            column = ("bb " if black else "") + method
-            cells.setdefault(key, {})[column] = attack["robust_accuracy"]
+            row["cells"][("bb " if black else "") + method] = attack["robust_accuracy"]
         if not black and r["worst_case"].get("attacks", list(r["attacks"])):  # a C&W-only report has none
-            worst[key] = min(worst.get(key, 1.0), r["worst_case"]["robust_accuracy"])
-    present = {c for row in cells.values() for c in row}
+            row["white"].append(r)
+    present = {c for row in rows.values() for c in row["cells"]}
     columns = [m for m in PAPER_COLUMNS if m in present]
     columns += ["bb " + m for m in PAPER_COLUMNS if "bb " + m in present]
     columns += [m for m in STRONG_COLUMNS if m in present]
-    header = ["ε", "model", "clean"] + [_column_label(c) for c in columns] + ["worst case (white-box)"]
+    several_checkpoints = _models_with_several_checkpoints(rows)
+    header = ["ε", "model", "n", "clean"] + [_column_label(c) for c in columns] + ["worst case (white-box)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for key in sorted(cells):
-        row = cells[key]
-        values = [_pct(row[c]) if c in row else "–" for c in columns]
-        lines.append("| " + " | ".join([f"{key[0]:g}", key[1], _pct(clean[key])] + values +
-                                        [_pct(worst[key]) if key in worst else "–"]) + " |")
-    return "\n".join(lines) + "\n" + _cascade_note(reports) + _outside_eps_note(reports)
+    upper_bounds = False
+    for key in sorted(rows, key=lambda k: (k[0], k[1], k[2], str(k[3]))):
+        eps, workdir, n, checkpoint = key
+        row = rows[key]
+        name = f"{workdir} ({checkpoint})" if workdir in several_checkpoints else workdir
+        worst, exact = _row_worst_case(row["white"], n)
+        upper_bounds |= worst is not None and not exact
+        worst_cell = "–" if worst is None else (_pct(worst) if exact else "≤ " + _pct(worst))
+        values = [_pct(row["cells"][c]) if c in row["cells"] else "–" for c in columns]
+        lines.append("| " + " | ".join([f"{eps:g}", name, str(n), _pct(row["clean"])] + values + [worst_cell]) + " |")
+    note = ("\n≤ x: the lowest worst case of several reports written without per-sample outcomes (before "
+            "pcl_tf kept them); the per-image worst case over all of them is at most this. Rerun pcl-attack "
+            "for the exact figure.\n") if upper_bounds else ""
+    return "\n".join(lines) + "\n" + _cascade_note(reports) + _outside_eps_note(reports) + note
+
+
+def _row_key(r: Dict) -> tuple:
+    """What must be equal for two numbers to be about the same images of the same weights."""
+    checkpoint = (r["model"].get("checkpoint") or {}).get("name")
+    return (r["eps"], r["model"]["workdir"], r["num_examples"], checkpoint)
+
+
+def _models_with_several_checkpoints(rows: Dict[tuple, Dict]) -> set:
+    seen: Dict[str, set] = {}
+    for _, workdir, _, checkpoint in rows:
+        seen.setdefault(workdir, set()).add(checkpoint)
+    return {w for w, checkpoints in seen.items() if len(checkpoints) > 1}
+
+
+def _row_worst_case(white_reports: List[Dict], n: int):
+    """(worst-case robust accuracy, exact?) over the row's white-box reports, or (None, True)."""
+    if not white_reports:
+        return None, True
+    if len(white_reports) == 1:
+        return white_reports[0]["worst_case"]["robust_accuracy"], True
+    if all(_has_samples(r) for r in white_reports):
+        survived = np.ones(n, dtype=bool)
+        for r in white_reports:
+            survived &= evaluation.unpack_samples(r["clean_samples"], n)
+            for method in r["worst_case"].get("attacks", list(r["attacks"])):
+                survived &= evaluation.unpack_samples(r["attacks"][method]["robust_samples"], n)
+        return float(survived.mean()), True
+    return min(r["worst_case"]["robust_accuracy"] for r in white_reports), False
+
+
+def _has_samples(r: Dict) -> bool:
+    counted = r["worst_case"].get("attacks", list(r["attacks"]))
+    return bool(r.get("clean_samples")) and all(r["attacks"][m].get("robust_samples") for m in counted)
 
 
 def _column_label(column: str) -> str:

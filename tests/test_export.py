@@ -23,7 +23,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pcl_tf import experiment, export
+from pcl_tf import experiment, export, io_utils, report
 
 CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "fmnist_cnn6.py")
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -507,4 +507,30 @@ def test_slim_copy_evaluates_like_the_original_and_is_small(workdir, trained, im
     assert size(copy) < size(workdir) / 3  # no optimizer slots, one checkpoint, no logs
     with pytest.raises(experiment.WorkdirError, match="already exists"):
         experiment.slim_copy(workdir, copy)
+
+
+def test_slim_copy_reports_carry_no_machine_paths(workdir, tmp_path):
+    """A slim copy leaves the machine (models/ in the repository): its reports name the model by
+    the copy's name and a black-box source by its base name, not by this machine's paths."""
+    original = str(tmp_path / "run")
+    shutil.copytree(workdir, original)
+    source = str(tmp_path / "elsewhere" / "vgg19_source")
+    os.makedirs(os.path.join(original, "reports"), exist_ok=True)
+    rep = {"model": {"workdir": original, "dataset": "mnist"}, "threat_model": "black-box", "source_model": source,
+           "eps": 0.3, "num_examples": 10, "clean_accuracy": 0.9, "attacks": {"fgsm": {"robust_accuracy": 0.5}},
+           "worst_case": {"robust_accuracy": 0.5}, "environment": {"date": "2026"}}
+    report.write(os.path.join(original, "reports", "blackbox_fgsm"), [rep])
+    io_utils.write_json_atomic(os.path.join(original, "reports", "transfer_fgsm.json"), {
+        "method": "fgsm", "params": {"eps": 0.3}, "accuracy": {original: {original: 0.1, source: 0.5},
+                                                                source: {original: 0.6, source: 0.0}}})
+    copy = experiment.slim_copy(original, str(tmp_path / "shipped" / "fmnist_pcl"))
+    text = "".join(open(os.path.join(copy, "reports", f)).read() for f in sorted(os.listdir(os.path.join(copy, "reports"))))
+    assert str(tmp_path) not in text
+    shipped = io_utils.read_json(os.path.join(copy, "reports", "blackbox_fgsm.json"))[0]
+    assert (shipped["model"]["workdir"], shipped["source_model"]) == ("fmnist_pcl", "vgg19_source")
+    matrix = io_utils.read_json(os.path.join(copy, "reports", "transfer_fgsm.json"))["accuracy"]
+    assert matrix == {"fmnist_pcl": {"fmnist_pcl": 0.1, "vgg19_source": 0.5},
+                      "vgg19_source": {"fmnist_pcl": 0.6, "vgg19_source": 0.0}}
+    # The original's reports are untouched: the copy is rewritten, never the source.
+    assert io_utils.read_json(os.path.join(original, "reports", "blackbox_fgsm.json"))[0]["source_model"] == source
 

@@ -237,23 +237,6 @@ def test_pcl_attack_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     assert os.listdir(tmp_path) == []  # nothing written
 
 
-def test_comparison_table_has_the_paper_layout_with_strong_columns():
-    def rep(workdir, threat, eps, **robust):
-        return {"model": {"workdir": workdir}, "threat_model": threat, "eps": eps, "clean_accuracy": 0.9,
-                "attacks": {m: {"robust_accuracy": r} for m, r in robust.items()},
-                "worst_case": {"robust_accuracy": min(robust.values())}, "environment": {"date": "2026"}}
-
-    table = report.comparison_table([
-        rep("pcl", "white-box", 0.3, fgsm=0.3, pgd=0.2, **{"apgd-t": 0.01}),
-        rep("pcl", "black-box", 0.3, fgsm=0.8, pgd=0.7),
-        rep("softmax", "white-box", 0.3, fgsm=0.05, pgd=0.0),
-    ]).splitlines()
-    assert table[0] == ("| ε | model | clean | FGSM | PGD | FGSM (black-box) | PGD (black-box) | APGD-T | "
-                        "worst case (white-box) |")
-    assert table[2] == "| 0.3 | pcl | 90.0 | 30.0 | 20.0 | 80.0 | 70.0 | 1.0 | 1.0 |"
-    assert table[3] == "| 0.3 | softmax | 90.0 | 5.0 | 0.0 | – | – | – | 0.0 |"
-
-
 def test_adaptive_attacks_are_reproducible_from_their_seed(models):
     from pcl_tf.attacks import adaptive
 

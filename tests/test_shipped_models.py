@@ -4,6 +4,7 @@ metrics.json (and docs/RESULTS.md) states."""
 
 import gzip
 import os
+import re
 
 import numpy as np
 import pytest
@@ -43,3 +44,17 @@ def test_shipped_model_loads_and_has_its_stated_accuracy(name):
     logits = model.inference_model().predict(images, batch_size=1000, verbose=0)
     accuracy = float(np.mean(np.argmax(logits, axis=1) == labels))
     assert accuracy == pytest.approx(metrics["test"]["softmax"], abs=5e-4)
+
+
+def test_shipped_files_carry_no_machine_paths():
+    """Reports, configs and metrics under models/ name models by name: a path of the machine that
+    wrote them (/work/..., /tmp/...) would mean nothing elsewhere (``report.make_portable``)."""
+    machine_path = re.compile(r"(?<![\w.])/(?:work|tmp|home|root|mnt|var|Users)/")
+    found = []
+    for root, _, files in os.walk(MODELS_DIR):
+        for name in files:
+            if name.endswith((".json", ".md")):
+                path = os.path.join(root, name)
+                with open(path, encoding="utf-8") as f:
+                    found += [f"{os.path.relpath(path, MODELS_DIR)}: {m.group(0)}" for m in machine_path.finditer(f.read())]
+    assert not found, found[:5]
