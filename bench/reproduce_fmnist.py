@@ -250,7 +250,9 @@ def stash(root: str, destination: str) -> None:
             if name.startswith(newest + "."):
                 shutil.copyfile(os.path.join(source, "checkpoints", name), os.path.join(scratch, "checkpoints", name))
         with open(os.path.join(scratch, "checkpoints", "checkpoint"), "w", encoding="utf-8") as f:
-            f.write(f'model_checkpoint_path: "{newest}"\nall_model_checkpoint_paths: "{newest}"\n')
+            # With a timestamp, as tf.train.CheckpointManager writes it (it ignores entries without).
+            f.write(f'model_checkpoint_path: "{newest}"\nall_model_checkpoint_paths: "{newest}"\n'
+                    f'all_model_checkpoint_timestamps: {time.time()}\n')
         for name in ("config.json", "metrics.json"):
             if os.path.exists(os.path.join(source, name)):
                 shutil.copyfile(os.path.join(source, name), os.path.join(scratch, name))

@@ -70,6 +70,22 @@ def newest_step(directory: str) -> int:
     return int(suffix) if suffix.isdigit() else 0
 
 
+def _listed_checkpoints(manager: tf.train.CheckpointManager) -> list:
+    """Every checkpoint the ``checkpoint`` index of the manager's directory names, oldest first.
+
+    Not ``manager.checkpoints``: tf.train.CheckpointManager drops the listed checkpoints when the
+    index has no timestamps (an index written by hand or by a copy tool), and a run restored
+    from that list would silently start from scratch (seen: a stashed run "resuming from step
+    940" that trained from step 0)."""
+    state = tf.train.get_checkpoint_state(manager.directory)
+    if state is None:
+        return []
+    paths = list(state.all_model_checkpoint_paths)
+    if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
+        paths.append(state.model_checkpoint_path)
+    return paths
+
+
 def restore_latest(manager: tf.train.CheckpointManager, model, allow_older: bool = True) -> Optional[str]:
     """Restores the newest readable checkpoint and returns its path (None: fresh start).
 
@@ -80,7 +96,7 @@ def restore_latest(manager: tf.train.CheckpointManager, model, allow_older: bool
     work dir claims) an unreadable newest checkpoint is an error that names the older one.
     """
     failures = []
-    for path in reversed(manager.checkpoints):
+    for path in reversed(_listed_checkpoints(manager)):
         if failures and not allow_older:
             raise CheckpointError(
                 f"the newest checkpoint {failures[0]} cannot be read; the one before it is {path}. Pass "
