@@ -263,3 +263,13 @@ def make(dataset: str, model: str, branches: str, schedule: str, variants: str =
             raise ValueError(f"unknown config variant {name!r}; choose from {', '.join(VARIANTS)}")
         VARIANTS[name](c)
     return c
+
+
+def default_config_path(dataset: str) -> str:
+    """The config file ``pcl-train --dataset=NAME`` uses: configs/<DEFAULT_CONFIGS[name]>.py
+    (NAME or an alias of it; an unknown name is pcl_tf.data's DatasetError)."""
+    import os
+
+    from pcl_tf import data
+
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), DEFAULT_CONFIGS[data.info(dataset).name] + ".py")

@@ -665,6 +665,7 @@ def load(
     drop_remainder: bool = False,
     shuffle_buffer: int = 10_000,
     skip_examples: int = 0,
+    num_examples_name: str = "num_examples",
 ) -> "tf.data.Dataset":
     """The batched input pipeline of one split.
 
@@ -690,6 +691,8 @@ def load(
       shuffle_buffer: examples held by the shuffle buffer.
       skip_examples: start after the first N examples (canonical order): with ``num_examples``, a
         slice such as the held-out validation images of robust early stopping.
+      num_examples_name: what the caller calls ``num_examples`` (a flag, a config field), for
+        the message when it asks for more examples than the split has.
     """
     ds_info = info(name)
     if split not in SPLITS:
@@ -710,6 +713,11 @@ def load(
     if skip_examples < 0:
         raise DatasetError(f"skip_examples={skip_examples} must be >= 0")
     skip = int(skip_examples)
+    available = {"train": ds_info.train_examples, "test": ds_info.test_examples}.get(split)  # the real split's size
+    if num_examples is not None and available and skip + int(num_examples) > available:
+        after = f" after the first {skip}" if skip else ""
+        raise DatasetError(f"{num_examples_name}={num_examples}{after} is more than the {available} examples of "
+                           f"{ds_info.name}'s {split} split; give at most {available - skip} (or 0 for all of them)")
     # Slice to the end of the wanted range and skip the start in tf.data: the same on real data
     # and on mock data (which ignores slices).
     tfds_split = split if num_examples is None else f"{split}[:{skip + int(num_examples)}]"

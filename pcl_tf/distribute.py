@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 
-import tensorflow as tf
+# TensorFlow is imported in the functions: pcl-train reads STRATEGIES for its flags before it loads.
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
@@ -30,12 +30,16 @@ STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 def split_cpu(count: int) -> None:
     """Makes the first physical CPU appear as ``count`` logical devices (for testing mirrored
     training without GPUs). Must run before TensorFlow initialises its devices."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * int(count))
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """The strategy called ``name`` (see the module docstring)."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     if name == "multi_worker":
@@ -70,6 +74,8 @@ def _check_tf_config() -> None:
 
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import keras
 import ml_collections
@@ -109,6 +109,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for field, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"config.{field}={value} must be >= 0")
+    sizes = {"train.num_examples": data.info(config.dataset).train_examples,
+             "eval.num_examples": data.info(config.dataset).test_examples}
+    for field, size in sizes.items():
+        value = config[field.split(".")[0]][field.split(".")[1]]
+        if size and value > size:
+            raise ConfigError(f"config.{field}={value} is more than the {size} images of {config.dataset}'s "
+                              f"{'training' if field.startswith('train') else 'test'} split; give at most {size} (0: all)")
+    if not 0 <= config.train.momentum < 1:
+        raise ConfigError(f"config.train.momentum={config.train.momentum} must be in [0, 1) (0.9 in the paper)")
+    _check_optimizers_build(config)
     plan = schedule.Schedule.from_config(config.train)
     if config.pcl.branches and plan.warmup_epochs >= plan.epochs:
         raise ConfigError(
@@ -204,6 +214,37 @@ def compile_model(model: training.PCLModel, config, steps_per_epoch: int) -> Non
     )
 
 
+def _write_config(workdir: str, config) -> None:
+    """Creates the work dir and writes config.json when it is new or changed (only what
+    :func:`check_workdir_matches` lets change, e.g. more epochs)."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise WorkdirError(f"cannot create the work dir {workdir}: {e.strerror} ({e.filename}); "
+                           "choose another --workdir") from None
+    config_path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(config_path) or io_utils.read_json(config_path) != json.loads(json.dumps(config.to_dict())):
+        io_utils.write_json_atomic(config_path, config.to_dict())
+
+
+def _check_optimizers_build(config) -> None:
+    """Builds both optimizers once, so that a value Keras rejects is named by its config field
+    before anything is written (Keras' own message names its argument, not the field)."""
+    fields = (f"config.train.optimizer={config.train.optimizer!r}, lr={config.train.lr}, "
+              f"momentum={config.train.momentum}, weight_decay={config.train.weight_decay}, "
+              f"clip_global_norm={config.train.clip_global_norm}")
+    try:
+        training.make_optimizer(config.train.optimizer, config.train.lr, config.train.momentum,
+                                config.train.weight_decay, config.train.clip_global_norm)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{fields}: {e}") from None
+    try:
+        keras.optimizers.get({"class_name": config.pcl.centroid_optimizer, "config": {"learning_rate": config.pcl.centroid_lr}})
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config.pcl.centroid_optimizer={config.pcl.centroid_optimizer!r}, "
+                          f"centroid_lr={config.pcl.centroid_lr}: {e}") from None
+
+
 def _train_data(config, seed: int) -> tf.data.Dataset:
     """One epoch of training batches, shuffled (and augmented where the dataset has it) by ``seed``:
     the first ``train.num_examples`` images of the split (all: 0), less the last
@@ -219,6 +260,7 @@ def _train_data(config, seed: int) -> tf.data.Dataset:
         seed=seed,
         num_examples=(used - config.train.robust_val_examples) if config.train.robust_val_examples
         else (config.train.num_examples or None),
+        num_examples_name="config.train.num_examples",
     )
 
 
@@ -243,7 +285,7 @@ def _robust_validation_data(config) -> tf.data.Dataset:
     used = _used_train_examples(config)
     return data.load(config.dataset, "train", batch_size=config.eval.batch_size, data_dir=config.data_dir or None,
                      skip_examples=used - config.train.robust_val_examples,
-                     num_examples=config.train.robust_val_examples)
+                     num_examples=config.train.robust_val_examples, num_examples_name="config.train.robust_val_examples")
 
 
 def _robust_validation_eps(config) -> float:
@@ -312,8 +354,14 @@ def train_and_evaluate(
     workdir: str,
     verbose="auto",
     strategy: Optional[tf.distribute.Strategy] = None,
+    announce: Callable[[str], None] = logging.info,
 ) -> Dict:
     """Trains (resuming from ``workdir`` when it holds checkpoints), evaluates, writes metrics.
+
+    ``announce`` receives one line once every check has passed and the checkpoint (if any) is
+    restored: "training DIR: <schedule>" or "resuming DIR from step N: <schedule>", the step
+    being the one actually restored. Nothing is written to ``workdir`` before that point, so a
+    run refused for its config, data or work dir leaves no trace.
 
     ``strategy`` (default: TensorFlow's default strategy) is the ``tf.distribute`` strategy
     whose scope every variable is created in; ``config.train.batch_size`` is the global batch.
@@ -329,15 +377,6 @@ def train_and_evaluate(
     check_workdir_matches(workdir, config)
     _check_directory_path(workdir)  # before the data: a bad --workdir is found in a second
     data.ensure_prepared(config.dataset, data_dir)  # fail fast, before anything is written
-    if chief:
-        try:
-            os.makedirs(workdir, exist_ok=True)
-        except OSError as e:
-            raise WorkdirError(f"cannot create the work dir {workdir}: {e.strerror} ({e.filename}); "
-                               "choose another --workdir") from None
-        config_path = os.path.join(workdir, CONFIG_FILE)
-        if not os.path.exists(config_path) or io_utils.read_json(config_path) != json.loads(json.dumps(config.to_dict())):
-            io_utils.write_json_atomic(config_path, config.to_dict())  # new, or train.epochs raised
 
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -350,6 +389,7 @@ def train_and_evaluate(
         batch_size=config.eval.batch_size,
         data_dir=data_dir,
         num_examples=config.eval.num_examples or None,
+        num_examples_name="config.eval.num_examples",
     )
     steps_per_epoch = int(train_ds.cardinality())
     if steps_per_epoch <= 0:
@@ -370,6 +410,10 @@ def train_and_evaluate(
     if int(state.step.numpy()) == 0 and int(state.epoch.numpy()) > 0:  # checkpoints that counted epochs only
         state.step.assign(int(state.epoch.numpy()) * steps_per_epoch)
     done_steps = resumed_from_step = int(state.step.numpy())
+    if chief:
+        _write_config(workdir, config)
+    announce(f"resuming {workdir} from step {done_steps}: {plan.describe()}" if done_steps
+             else f"training {workdir}: {plan.describe()}")
     initial_epoch, step_in_epoch = divmod(done_steps, steps_per_epoch)
 
     start = time.time()
@@ -602,12 +646,3 @@ def read_config(path: str) -> ml_collections.ConfigDict:
         # Written before adv.start existed, when adversarial training always started at step 1.
         config.adv.start = "first_step"
     return config
-
-
-def default_config_path(dataset: str) -> str:
-    """The config file `pcl-train --dataset=NAME` uses: configs/<DEFAULT_CONFIGS[name]>.py."""
-    from pcl_tf.configs import common
-
-    name = data.info(dataset).name
-    return os.path.join(os.path.dirname(common.__file__), common.DEFAULT_CONFIGS[name] + ".py")
-

@@ -57,5 +57,11 @@ def write_json_atomic(path: str, obj: Any) -> None:
 
 
 def read_json(path: str) -> Any:
+    """The JSON in ``path``; a file that is not valid JSON (truncated, edited by hand) is a
+    ValueError that names it."""
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); restore it "
+                             "from a copy, or move it aside") from None

@@ -37,6 +37,12 @@ def not_a_workdir(root):
     os.makedirs(os.path.join(root, "run"))
 
 
+def corrupt_config_json(root):
+    os.makedirs(os.path.join(root, "run"))
+    with open(os.path.join(root, "run", "config.json"), "w") as f:
+        f.write('{"dataset": ')
+
+
 def a_file(root):
     with open(os.path.join(root, "file"), "w") as f:
         f.write("x")
@@ -80,6 +86,20 @@ CASES = [
      "400 is not an epoch of this run"),
     ("train", ["--dataset=fmnist", "--workdir=run"], lambda root: workdir_of_seed(root, 5),
      "other settings (seed 5 -> 0)"),
+    ("train", ["--dataset=fmnist", "--workdir=run", "--config.eval.num_examples=20000"], None,
+     "config.eval.num_examples=20000 is more than the 10000 images of fashion_mnist's test split"),
+    ("train", ["--dataset=fmnist", "--workdir=run", "--config.train.momentum=-1"], None,
+     "config.train.momentum=-1.0 must be in [0, 1)"),
+    ("train", ["--dataset=fmnist", "--workdir=run", "--config.pcl.centroid_optimizer=sgdd"], None,
+     "config.pcl.centroid_optimizer='sgdd'"),
+    ("train", ["--config=noget.py", "--workdir=run"], lambda root: open(os.path.join(root, "noget.py"), "w").write("x = 1\n"),
+     "defines no get_config()"),
+    ("attack", ["--workdir=run"], corrupt_config_json, "run/config.json is not valid JSON"),
+    ("attack", ["--compare=run", "--method=pgd"], None, "--method would be ignored with --compare"),
+    ("attack", ["--workdir=a,b", "--transfer", "--source_workdir=c"], None, "--source_workdir would be ignored with --transfer"),
+    ("attack", ["--workdir=a,b", "--transfer", "--method=fgsm,pgd"], None, "give one --method"),
+    ("attack", ["--workdir=run", "--method="], None, "--method is empty"),
+    ("attack", ["--workdir=run", "--source_workdir=src", "--noaudit"], None, "--audit would be ignored"),
     ("attack", ["--workdir=run"], None, "work dir run does not exist"),
     ("attack", ["--workdir=run"], not_a_workdir, "has no config.json"),
     ("attack", ["--workdir=run", "--method=deepfool"], None, "unknown attack 'deepfool'"),

@@ -168,6 +168,17 @@ def test_load_on_mock_data(name, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_more_examples_than_the_split_has_is_named_by_the_callers_name(tmp_path):
+    """TFDS's own error for an out-of-range slice names neither the flag nor the split size."""
+    with tfds.testing.mock_data(num_examples=20):
+        with pytest.raises(data.DatasetError, match=r"--num_examples=10001 is more than the 10000 examples of "
+                                                    r"fashion_mnist's test split; give at most 10000"):
+            data.load("fashion_mnist", "test", batch_size=8, num_examples=10001, num_examples_name="--num_examples")
+        with pytest.raises(data.DatasetError, match="after the first 59000 .* give at most 1000"):
+            data.load("fashion_mnist", "train", batch_size=8, num_examples=2000, skip_examples=59000)
+        data.load("fashion_mnist", "test", batch_size=8, num_examples=10000)  # exactly all: fine
+
+
 def test_shuffle_is_seeded_and_reshuffles(tmp_path):
     with tfds.testing.mock_data(num_examples=64):
         plain, _ = collect(data.load("cifar10", "train", batch_size=16))

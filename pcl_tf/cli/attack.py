@@ -91,9 +91,49 @@ def _parse_eps():
     return values
 
 
+# The flags each mode reads; any other flag given with it would be silently ignored, so it is refused.
+_ATTACK_SETTINGS = ("eps", "steps", "step_size", "c", "num_examples", "batch_size", "seed", "data_dir",
+                    "allow_older_checkpoint", "progress")
+_MODE_FLAGS = {
+    "compare": ("compare", "output"),
+    "transfer": ("workdir", "method", "transfer", "output") + _ATTACK_SETTINGS,
+    "plot_features": ("workdir", "plot_features") + _ATTACK_SETTINGS,
+    "black-box": ("workdir", "source_workdir", "method", "suite", "output") + _ATTACK_SETTINGS,
+    "white-box": ("workdir", "method", "suite", "audit", "output") + _ATTACK_SETTINGS,
+}
+
+
+def _mode():
+    """Which of pcl-attack's jobs the flags ask for."""
+    for mode in ("compare", "transfer", "plot_features"):
+        if FLAGS[mode].value:
+            return mode
+    return "black-box" if FLAGS.source_workdir else "white-box"
+
+
+_MODE_NAMES = {"compare": "--compare", "transfer": "--transfer", "plot_features": "--plot_features",
+               "black-box": "--source_workdir (a black-box evaluation)", "white-box": "a white-box evaluation"}
+
+
+def _refuse_ignored_flags(mode):
+    """A flag given (other than its default) that the mode does not read is an error, not a no-op."""
+    every_flag = dict.fromkeys(f for names in _MODE_FLAGS.values() for f in names)
+    ignored = ["--" + name for name in every_flag
+               if name not in _MODE_FLAGS[mode] and FLAGS[name].present and FLAGS[name].value != FLAGS[name].default]
+    if ignored:
+        raise ValueError(f"{', '.join(ignored)} would be ignored with {_MODE_NAMES[mode]}; drop "
+                         f"{'it' if len(ignored) == 1 else 'them'}")
+
+
 def _check_flags():
-    if FLAGS.compare:
+    mode = _mode()
+    _refuse_ignored_flags(mode)
+    if mode == "compare":
         return
+    if FLAGS["method"].present and not [m for m in FLAGS.method if m.strip()]:
+        raise ValueError("--method is empty; name at least one attack, e.g. --method=pgd, or use --suite")
+    if mode == "transfer" and len(FLAGS.method) > 1:
+        raise ValueError(f"--transfer builds one matrix per attack; give one --method (got {', '.join(FLAGS.method)})")
     if not FLAGS.workdir:
         raise ValueError("give --workdir=DIR (a pcl-train work dir), or several separated by commas")
     if FLAGS.steps is not None and FLAGS.steps <= 0:
@@ -150,6 +190,7 @@ def _test_data(config):
     return data.load(
         config.dataset, "test", batch_size=FLAGS.batch_size,
         data_dir=FLAGS.data_dir or config.data_dir or None, num_examples=FLAGS.num_examples or None,
+        num_examples_name="--num_examples",
     )
 
 
@@ -289,7 +330,8 @@ def _load_same_dataset():
         raise ValueError(f"the --workdir models are of different datasets ({', '.join(sorted(datasets))}); give one dataset's models")
     config = next(iter(loaded.values()))[1]
     dataset = data.load(config.dataset, "test", batch_size=FLAGS.batch_size,
-                        data_dir=FLAGS.data_dir or config.data_dir or None, num_examples=FLAGS.num_examples or None)
+                        data_dir=FLAGS.data_dir or config.data_dir or None, num_examples=FLAGS.num_examples or None,
+                        num_examples_name="--num_examples")
     return {w: model for w, (model, _) in loaded.items()}, config, dataset
 
 

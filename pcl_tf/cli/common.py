@@ -1,7 +1,10 @@
-"""What every pcl_tf command shares: quiet TensorFlow logs, and one-line errors with exit 2.
+"""What every pcl_tf command shares: help and flag errors before TensorFlow loads, quiet
+TensorFlow logs, and one-line errors with exit 2.
 
 A user who mistypes a flag or points at the wrong directory gets one line on stderr naming the
 problem and what to do, exit status 2, and no traceback. Unexpected errors keep their traceback.
+TensorFlow (seconds to import, and noisy) is imported only once the flags are parsed: the CLI
+modules import nothing that imports it at module level (tests/test_cli_startup.py checks).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from typing import Callable, Sequence, Tuple, Type
+from typing import Callable, Dict, Sequence, Tuple, Type
 
 # PCL_TF_TF_LOGS=1 keeps every line TensorFlow's C++ side prints (for bug reports).
 SHOW_TF_LOGS = os.environ.get("PCL_TF_TF_LOGS", "") not in ("", "0")
@@ -42,8 +45,6 @@ def _import_tensorflow_quietly() -> None:
                 if not any(noise in line for noise in _STARTUP_NOISE):
                     sys.stderr.write(line)
 
-
-_import_tensorflow_quietly()  # before any pcl_tf module imports TensorFlow
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -93,6 +94,9 @@ def make_flags_parser(prog: str) -> Callable[[Sequence[str]], Sequence[str]]:
             return flags.FLAGS(argv)
         except Exception as e:  # noqa: BLE001 - any failure to parse the command line is a usage error
             message = _last_line(e)
+            if "has no attribute 'get_config'" in str(e):
+                fail(prog, "the --config file defines no get_config(); a config file defines get_config(variants='') "
+                           "returning an ml_collections.ConfigDict, e.g. configs/fmnist_cnn6.py")
             if isinstance(e, (AttributeError, KeyError)):  # an override of a field the config lacks
                 message = f"unknown config field {message} in a --config.<field>=value override"
             fail(prog, f"{message} (see {prog} --helpfull)")
@@ -115,21 +119,35 @@ def run(
     main: Callable,
     prog: str,
     errors: Tuple[Type[BaseException], ...],
-    failures: Tuple[Type[BaseException], ...] = (),
-    interruptions: Tuple[Type[BaseException], ...] = (),
+    exits: Callable[[], Dict[str, Tuple[Type[BaseException], ...]]] = dict,
+    check_flags: Callable[[], None] = lambda: None,
 ) -> None:
-    """``absl.app.run(main)`` where the library's usage ``errors`` become one line and exit 2,
-    run ``failures`` (e.g. a diverged training) one line and exit 3, and ``interruptions`` (Ctrl-C
-    caught by the library after saving its state) one line and exit 130, as a shell reports SIGINT."""
+    """``absl.app.run(main)`` where the library's usage ``errors`` become one line and exit 2.
+    ``exits`` returns (called once TensorFlow may load, since these classes live in modules that
+    import it) ``failures`` of the run (e.g. a diverged training: one line, exit 3) and
+    ``interruptions`` (Ctrl-C caught by the library after saving its state: one line, exit 130,
+    as a shell reports SIGINT). ``check_flags`` (cheap checks of the flags' values and paths that
+    raise one of ``errors``) runs before TensorFlow is imported."""
 
     if any(arg in ("--help", "-h", "--helpshort", "-?") for arg in sys.argv[1:]):
-        _print_help(main, prog)
+        try:
+            _print_help(main, prog)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `pcl-train --help | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
 
     def guarded(argv):
         if not flags.FLAGS["verbosity"].present:
             # TFDS logs every dataset it opens at INFO; keep the console for progress and results.
             logging.set_verbosity(logging.WARNING)
+        try:
+            check_flags()
+        except errors as e:
+            fail(prog, e)
+        _import_tensorflow_quietly()  # the flags are good: now the seconds of TensorFlow's import
+        exit_classes = exits()
+        failures, interruptions = exit_classes.get("failures", ()), exit_classes.get("interruptions", ())
         try:
             return main(argv)
         except interruptions as e:

@@ -18,11 +18,10 @@ import shutil
 import subprocess
 from typing import Sequence
 
-from pcl_tf.cli import common  # first: quiets TensorFlow's C++ logs before anything imports it
+from absl import flags, logging
 
-from absl import flags, logging  # noqa: E402
-
-from pcl_tf import data  # noqa: E402
+from pcl_tf import data
+from pcl_tf.cli import common
 
 FLAGS = flags.FLAGS
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 
-from pcl_tf.cli import common  # sets the TensorFlow log level first
+from absl import flags
 
-from absl import flags  # noqa: E402
+from pcl_tf.cli import common
 
 PROG = "pcl-export"
 
@@ -72,7 +72,6 @@ def _check_flags():
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}; flags look like --export_dir=DIR")
-    _check_flags()
     if FLAGS.slim_copy:
         from pcl_tf import experiment  # pylint: disable=g-import-not-at-top  (TensorFlow loads here)
 
@@ -101,7 +100,7 @@ def main(argv):
 
 
 def run():
-    common.run(main, PROG, errors=common.USAGE_ERRORS)
+    common.run(main, PROG, errors=common.USAGE_ERRORS, check_flags=_check_flags)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,16 @@ Running the same command again resumes from the last checkpoint in the work dir.
 
 from __future__ import annotations
 
-import os
 import sys
 
-from pcl_tf.cli import common  # sets the TensorFlow log level first
+from absl import flags
+from ml_collections import config_flags
 
-from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from pcl_tf import data, distribute
+from pcl_tf.cli import common
+from pcl_tf.configs import common as configs_common
 
-from pcl_tf import checkpointing, data, distribute, experiment, export, schedule, training  # noqa: E402
+# The library modules that import TensorFlow load in main(), after the flags are parsed.
 
 PROG = "pcl-train"
 
@@ -52,15 +53,14 @@ def _with_default_config(argv):
     if dataset is None:
         return argv
     try:
-        path = experiment.default_config_path(dataset)
+        path = configs_common.default_config_path(dataset)
     except data.DatasetError as e:
         common.fail(PROG, e)
     return argv[:1] + [f"--config={path}"] + argv[1:]
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {argv[1:]}; flags look like --workdir=DIR")
+def _check_flags():
+    """The checks that need no TensorFlow (common.run makes them before importing it)."""
     if FLAGS.config is None:
         raise ValueError("give --dataset=NAME or --config=configs/FILE.py[:variants]")
     if not FLAGS.workdir:
@@ -70,8 +70,16 @@ def main(argv):
         raise ValueError(
             f"--dataset={FLAGS.dataset} conflicts with the config, which is for {config.dataset} (its model, "
             f"normalisation and schedule are that dataset's); drop --dataset, or give "
-            f"--config={experiment.default_config_path(FLAGS.dataset)}"
+            f"--config={configs_common.default_config_path(FLAGS.dataset)}"
         )
+
+
+def main(argv):
+    from pcl_tf import experiment, export  # pylint: disable=g-import-not-at-top  (TensorFlow loads here)
+
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]}; flags look like --workdir=DIR")
+    config = common.resolved_config(FLAGS.config)
     if FLAGS.data_dir:
         config.data_dir = FLAGS.data_dir
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
@@ -80,13 +88,8 @@ def main(argv):
     if FLAGS.cpu_devices:
         distribute.split_cpu(FLAGS.cpu_devices)
     strategy = distribute.make_strategy(FLAGS.strategy)
-    resumed = checkpointing.newest_step(os.path.join(FLAGS.workdir, experiment.CHECKPOINT_DIR))
-    plan = schedule.Schedule.from_config(config.train)
-    if resumed:
-        print(f"resuming {FLAGS.workdir} from step {resumed}: {plan.describe()}", flush=True)
-    else:
-        print(f"training {FLAGS.workdir}: {plan.describe()}", flush=True)
-    metrics = experiment.train_and_evaluate(config, FLAGS.workdir, verbose=verbose, strategy=strategy)
+    metrics = experiment.train_and_evaluate(config, FLAGS.workdir, verbose=verbose, strategy=strategy,
+                                            announce=lambda line: print(line, flush=True))
     test = metrics["test"]
     print(f"test accuracy (softmax): {100 * test['softmax']:.2f} % on {test['num_examples']} images")
     for key, value in sorted(test.items()):
@@ -97,10 +100,15 @@ def main(argv):
         print(f"exported SavedModel: {export.export_workdir(FLAGS.workdir, FLAGS.export_dir)}")
 
 
+def _run_failures():
+    from pcl_tf import experiment, training  # pylint: disable=g-import-not-at-top
+
+    return dict(failures=(training.TrainingDivergedError,), interruptions=(experiment.TrainingInterrupted,))
+
+
 def run():
     sys.argv = _with_default_config(sys.argv)
-    common.run(main, PROG, errors=(ValueError, data.DatasetError), failures=(training.TrainingDivergedError,),
-               interruptions=(experiment.TrainingInterrupted,))
+    common.run(main, PROG, errors=(ValueError, data.DatasetError), exits=_run_failures, check_flags=_check_flags)
 
 
 if __name__ == "__main__":

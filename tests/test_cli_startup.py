@@ -1,0 +1,38 @@
+"""Help and flag errors answer before TensorFlow is imported: it takes seconds to load and prints
+start-up noise, and a user asking for --help or mistyping a flag should pay for neither.
+
+Each case runs the command's real entry point in a fresh process and reports, at exit, whether
+TensorFlow was ever imported."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+PROBE = ("import atexit, sys; atexit.register(lambda: sys.stderr.write("
+         "'\\nTENSORFLOW LOADED\\n' if 'tensorflow' in sys.modules else '\\nTENSORFLOW NOT LOADED\\n')); "
+         "sys.argv = ['{prog}'] + sys.argv[1:]; from pcl_tf.cli.{module} import run; run()")
+
+CASES = [
+    ("train", ["--help"], 0, "--workdir"),
+    ("train", ["--dataset=fmnist", "--workdir=run", "--strategy=tpu"], 2, "--strategy=tpu"),
+    ("train", ["--dataset=imagenet", "--workdir=run"], 2, "unknown dataset 'imagenet'"),
+    ("train", ["--dataset=fmnist", "--workdir=run", "--config.train.lr=abc"], 2, "could not convert"),
+    ("train", ["--dataset=fmnist"], 2, "give --workdir"),
+    ("train", ["--config=configs/fmnist_cnn6.py", "--dataset=cifar10", "--workdir=run"], 2, "conflicts with the config"),
+    ("export", ["--help"], 0, "--export_dir"),
+    ("export", ["--workdir=run", "--export_dir=out"], 2, "does not exist"),
+    ("data", ["--help"], 0, "--raw_dir"),
+]
+
+
+@pytest.mark.parametrize("module, args, status, text", CASES, ids=[f"{m}:{' '.join(a)}" for m, a, _, _ in CASES])
+def test_answers_without_importing_tensorflow(module, args, status, text, tmp_path):
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(prog="pcl-" + module, module=module), *args],
+                          capture_output=True, text=True, cwd=tmp_path if "--config=configs" not in " ".join(args) else REPO, timeout=120)
+    assert proc.returncode == status, proc.stderr[-2000:]
+    assert text in proc.stdout + proc.stderr
+    assert "TENSORFLOW NOT LOADED" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
