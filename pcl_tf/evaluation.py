@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Dict, Optional
 
@@ -87,7 +88,7 @@ def attack_dataset(
     }
     records: Dict[str, Dict[str, list]] = {name: {"clean_correct": []} for name in targets}
     seconds = {attack.name: 0.0 for attack in attacks}
-    bar = keras.utils.Progbar(num_examples, unit_name="image", verbose=1 if progress else 0)
+    bar = progress_bar(num_examples, progress)
     done = batches = 0
     resumed = journal.load() if journal is not None else None
     if resumed is not None:
@@ -136,6 +137,16 @@ def attack_dataset(
         for attack_name, value in seconds.items():
             results[name][f"{attack_name}/seconds"] = np.array([value])
     return results[""] if single else results
+
+
+def progress_bar(total: Optional[int], enabled: bool = True) -> keras.utils.Progbar:
+    """Keras' progress bar, redrawn in place on a terminal; elsewhere (a log file, a pipe, CI)
+    a plain line every 30 s instead of carriage returns and backspaces. Keras decides by the
+    platform, not by the stream, and would fill a log with control characters."""
+    on_terminal = sys.stdout.isatty()
+    bar = keras.utils.Progbar(total, unit_name="image", verbose=1 if enabled else 0, interval=0.05 if on_terminal else 30)
+    bar._dynamic_display = on_terminal  # pylint: disable=protected-access  (Keras has no public switch)
+    return bar
 
 
 def summarize(results: Dict[str, np.ndarray], attack_names, worst_case_over=None) -> Dict:

@@ -4,7 +4,8 @@ A work dir holds everything a later command needs::
 
     config.json       the resolved config (what `pcl-attack` and `pcl-export` rebuild from)
     checkpoints/      tf.train checkpoints: network, centroids, both optimizers, epoch
-    metrics.json      training history and clean test accuracy (softmax and Eq. 6)
+    metrics.json      training history and clean test accuracy (softmax and Eq. 6), when training ends
+    history.json      the history so far, written as each epoch ends (kept across interruptions)
     tensorboard/      every loss term per epoch
     snapshots/        loadable copies of the model at config.train.snapshot_epochs (if any)
 
@@ -28,6 +29,7 @@ from absl import logging
 
 from pcl_tf import (adversarial, checkpointing, custom_loop, data, distribute, early_stopping, evaluation, io_utils, models,
                     report, schedule, training)
+from pcl_tf import history as run_history
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -455,6 +457,9 @@ def train_and_evaluate(
             lambda: model.checkpoint_items(optimizers=False), write_copy_files))
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False))
+        # Last: it records the logs every callback before it added to (robust validation's).
+        epoch_history = run_history.EpochHistory(workdir, run_history.read(workdir, _previous_metrics(workdir).get("history")))
+        callbacks.append(epoch_history)
     # The data order is a function of the global step alone: a fresh seeded pipeline, repeated,
     # then skipped to the step the run resumes from. A run killed mid-epoch and resumed sees exactly
     # the batches an uninterrupted run would have.
@@ -506,7 +511,7 @@ def train_and_evaluate(
             if history
             else previous.get("train_examples_per_second")
         ),
-        "history": _merge_history(previous.get("history", {}), history),
+        "history": epoch_history.history if chief else history,
         "test": test,
     }
     if chief:

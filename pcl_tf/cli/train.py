@@ -35,7 +35,7 @@ flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES),
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (testing mirrored on CPU).",
                      lower_bound=0)
 flags.DEFINE_string("export_dir", None, "After training, export a SavedModel to <export_dir>/<next version>/ (pcl-export).")
-flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress: 1 bar, 2 a line per epoch.")
+flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress: 1 bar, 2 a line per epoch; auto: the bar on a terminal, lines otherwise.")
 FLAGS = flags.FLAGS
 
 
@@ -82,7 +82,8 @@ def main(argv):
     config = common.resolved_config(FLAGS.config)
     if FLAGS.data_dir:
         config.data_dir = FLAGS.data_dir
-    verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
+    # auto: Keras' bar on a terminal; in a log or pipe a line per epoch, not carriage returns.
+    verbose = (1 if sys.stdout.isatty() else 2) if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     if FLAGS.export_dir:
         export.check_destination(FLAGS.export_dir)  # refuse a bad destination before hours of training
     if FLAGS.cpu_devices:
