@@ -273,3 +273,24 @@ def default_config_path(dataset: str) -> str:
     from pcl_tf import data
 
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), DEFAULT_CONFIGS[data.info(dataset).name] + ".py")
+
+
+def field_docs() -> dict:
+    """What each field of :func:`base_config` means, read from this file: the comment on the
+    field's line, after the comment lines just above it. For ``pcl-train --show_config``, so the
+    listing and the defaults can never disagree."""
+    import inspect
+    import re
+
+    docs, pending = {}, []
+    for line in inspect.getsource(base_config).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            pending.append(stripped.lstrip("#").strip())
+            continue
+        match = re.match(r"c\.([\w.]+)\s*=\s*(.*)", stripped)
+        if match and not match.group(2).startswith("ml_collections.ConfigDict"):
+            trailing = match.group(2).split("  # ", 1)[1].strip() if "  # " in match.group(2) else ""
+            docs[match.group(1)] = " ".join(pending + ([trailing] if trailing else []))
+        pending = []
+    return docs

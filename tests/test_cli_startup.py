@@ -22,6 +22,7 @@ CASES = [
     ("train", ["--dataset=fmnist", "--workdir=run", "--config.train.lr=abc"], 2, "could not convert"),
     ("train", ["--dataset=fmnist"], 2, "give --workdir"),
     ("train", ["--config=configs/fmnist_cnn6.py", "--dataset=cifar10", "--workdir=run"], 2, "conflicts with the config"),
+    ("train", ["--dataset=fmnist", "--show_config"], 0, "adv.start = 'joint'  # When the adversarial copies start"),
     ("export", ["--help"], 0, "--export_dir"),
     ("export", ["--workdir=run", "--export_dir=out"], 2, "does not exist"),
     ("data", ["--help"], 0, "--raw_dir"),
@@ -36,3 +37,20 @@ def test_answers_without_importing_tensorflow(module, args, status, text, tmp_pa
     assert text in proc.stdout + proc.stderr
     assert "TENSORFLOW NOT LOADED" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_config_field_docs_name_real_fields():
+    """--show_config's meanings come from the comments in configs/common.py; each one belongs to
+    a field that exists (a renamed field cannot keep a stale description)."""
+    from pcl_tf.configs import common
+
+    docs = common.field_docs()
+    fields = set()
+
+    def walk(node, prefix=""):
+        for key, value in node.items():
+            walk(value, prefix + key + ".") if hasattr(value, "items") else fields.add(prefix + key)
+
+    walk(common.base_config())
+    assert set(docs) == fields
+    assert "Algorithm 1" in docs["adv.start"] and docs["train.num_examples"] == "0 = the whole training split"

@@ -111,8 +111,9 @@ def _print_help(main: Callable, prog: str) -> None:
     sys.stdout.write((module.__doc__ or prog).strip() + "\n\nflags:\n")
     sys.stdout.write(flags.FLAGS.module_help(module) + "\n")
     if "config" in flags.FLAGS and flags.FLAGS.find_module_defining_flag("config") == module.__name__:
-        sys.stdout.write("\nEvery config field, its default and what it means: configs/common.py (base_config and "
-                         "the variants); set any of them with --config.<field>=value.\n")
+        sys.stdout.write("\nEvery config field, its value and what it means: --show_config (with --config or "
+                         "--dataset); the variants are described in configs/common.py. Set any field with "
+                         "--config.<field>=value.\n")
 
 
 def run(

@@ -36,6 +36,8 @@ flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical dev
                      lower_bound=0)
 flags.DEFINE_string("export_dir", None, "After training, export a SavedModel to <export_dir>/<next version>/ (pcl-export).")
 flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress: 1 bar, 2 a line per epoch; auto: the bar on a terminal, lines otherwise.")
+flags.DEFINE_bool("show_config", False, "Print every field of the config (--config or --dataset's) with its value "
+                  "and what it means, then exit; set any with --config.<field>=value.")
 FLAGS = flags.FLAGS
 
 
@@ -63,6 +65,9 @@ def _check_flags():
     """The checks that need no TensorFlow (common.run makes them before importing it)."""
     if FLAGS.config is None:
         raise ValueError("give --dataset=NAME or --config=configs/FILE.py[:variants]")
+    if FLAGS.show_config:
+        _show_config(common.resolved_config(FLAGS.config))
+        sys.exit(0)
     if not FLAGS.workdir:
         raise ValueError("give --workdir=DIR, where checkpoints and metrics are written")
     config = common.resolved_config(FLAGS.config)
@@ -72,6 +77,22 @@ def _check_flags():
             f"normalisation and schedule are that dataset's); drop --dataset, or give "
             f"--config={configs_common.default_config_path(FLAGS.dataset)}"
         )
+
+
+def _show_config(config):
+    """Every field as ``field = value  # meaning`` (the meaning from configs/common.py)."""
+    docs = configs_common.field_docs()
+
+    def walk(node, prefix=""):
+        for key in sorted(node.keys()):
+            value = node[key]
+            name = prefix + key
+            if hasattr(value, "keys"):
+                walk(value, name + ".")
+            else:
+                print(f"{name} = {value!r}" + (f"  # {docs[name]}" if docs.get(name) else ""))
+
+    walk(config)
 
 
 def main(argv):
