@@ -132,6 +132,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.robust_val_examples = 0  # 0 = off
     c.train.robust_val_eps = 0.0  # 0 = adv.eps_max when adversarially trained, else the paper's ε
     c.train.checkpoint_every_steps = 100  # a killed run loses at most this many steps; 0 = epochs only
+    # Stop training after this many minutes of training time (all sessions together; 0 = off), at a
+    # step boundary, then evaluate as usual: runs compared at equal compute (bench/time_to_robustness.py).
+    c.train.time_budget_minutes = 0.0
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 500

@@ -133,8 +133,12 @@ class StepCheckpoint(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._start, self._seconds_before = time.time(), float(self.state.seconds.numpy())
 
+    def elapsed(self) -> float:
+        """Seconds of training over every session of the run, up to now."""
+        return self._seconds_before + time.time() - self._start
+
     def _save(self):
-        self.state.seconds.assign(self._seconds_before + time.time() - self._start)
+        self.state.seconds.assign(self.elapsed())
         return self.manager.save(checkpoint_number=int(self.state.step.numpy()))
 
     def save_now(self) -> str:

@@ -105,6 +105,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "train.clip_global_norm": config.train.clip_global_norm,
         "train.robust_val_examples": config.train.robust_val_examples,
         "train.robust_val_eps": config.train.robust_val_eps,
+        "train.time_budget_minutes": config.train.time_budget_minutes,
         "adv.trades_beta": config.adv.trades_beta,
         "adv.start_radius_ratio": config.adv.start_radius_ratio,
     }
@@ -328,10 +329,11 @@ def check_workdir_matches(workdir: str, config) -> None:
         )
 
 
-# Fields a rerun of a work dir may change: how long to train (train.epochs; continuing a run), where
+# Fields a rerun of a work dir may change: how long to train (train.epochs or train.time_budget_minutes;
+# continuing a run), where
 # the data lives, and how the clean test accuracy is computed. Anything else would make the
 # checkpoints a mix of two runs.
-RESUMABLE_FIELDS = ("train.epochs", "data_dir", "eval.batch_size", "eval.num_examples")
+RESUMABLE_FIELDS = ("train.epochs", "train.time_budget_minutes", "data_dir", "eval.batch_size", "eval.num_examples")
 
 
 def config_differences(saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict):
@@ -474,9 +476,21 @@ def train_and_evaluate(
     # step, stops training at the next step boundary instead.
     stop = training.StopOnInterrupt()
     callbacks.insert(callbacks.index(step_checkpoint) + 1, stop)
+    budget_seconds = 60.0 * config.train.time_budget_minutes
+    budget_reached = bool(budget_seconds) and float(state.seconds.numpy()) >= budget_seconds
+    if budget_seconds:
+        callbacks.insert(callbacks.index(step_checkpoint) + 1,
+                         training.StopAtTimeBudget(budget_seconds, step_checkpoint.elapsed))
+    history: Dict[str, list] = {}
     try:
         with stop.catching_sigint():
-            history = _fit_segments(model, config, strategy, train_ds, segments, callbacks, verbose)
+            if not budget_reached:  # a rerun of a run that used its budget trains no further
+                history = _fit_segments(model, config, strategy, train_ds, segments, callbacks, verbose)
+    except training.TimeBudgetReached:
+        budget_reached = True
+        state.step.assign(tf.cast(model.optimizer.iterations, tf.int64))
+        if chief:
+            step_checkpoint.save_now()
     except KeyboardInterrupt:
         # The optimizer's step count is the truth (the interrupted batch may have been applied
         # before its callback ran); a resumed run skips exactly the batches already trained on.
@@ -507,10 +521,12 @@ def train_and_evaluate(
         "replicas": strategy.num_replicas_in_sync,
         "train_seconds": round(float(state.seconds.numpy()), 1),  # all sessions, from the checkpoint
         "train_examples_per_second": (
-            round((plan.epochs * steps_per_epoch - resumed_from_step) * config.train.batch_size / train_seconds, 1)
-            if history
+            round((int(state.step.numpy()) - resumed_from_step) * config.train.batch_size / train_seconds, 1)
+            if int(state.step.numpy()) > resumed_from_step
             else previous.get("train_examples_per_second")
         ),
+        "steps_done": int(state.step.numpy()),
+        "stopped_by_time_budget": budget_reached,
         "history": epoch_history.history if chief else history,
         "test": test,
     }

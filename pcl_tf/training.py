@@ -395,6 +395,25 @@ class TrainingDivergedError(RuntimeError):
     """A loss term became NaN or infinite; the message names the step and the term."""
 
 
+class TimeBudgetReached(Exception):
+    """Training used its ``train.time_budget_minutes``; raised between two steps."""
+
+
+class StopAtTimeBudget(keras.callbacks.Callback):
+    """Ends training at the first step boundary after ``budget_seconds`` of training time, counted
+    by ``elapsed`` over every session of the run (a resumed run continues the count): for
+    comparisons at equal compute. Raises :class:`TimeBudgetReached` from the step itself, so a
+    partial epoch is never reported, snapshotted or counted as a finished epoch."""
+
+    def __init__(self, budget_seconds: float, elapsed):
+        super().__init__()
+        self.budget_seconds, self.elapsed = float(budget_seconds), elapsed
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.elapsed() >= self.budget_seconds:
+            raise TimeBudgetReached(f"time budget of {self.budget_seconds / 60:g} minutes reached")
+
+
 class NonFiniteGuard(keras.callbacks.Callback):
     """Stops training at the first step whose loss terms are not finite.
 

@@ -69,6 +69,23 @@ def test_rerun_resumes_instead_of_retraining_and_load_trained_restores(tmp_path)
     assert float(model.pc_active) == 1.0  # warm-up (1 epoch) is over, carried by the checkpoint
 
 
+def test_time_budget_stops_at_a_step_boundary_and_a_rerun_trains_no_further(tmp_path):
+    """train.time_budget_minutes: equal-compute comparisons. The run stops mid-schedule, keeps a
+    checkpoint of the step it reached, reports it, and counts only finished epochs as epochs."""
+    config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke")
+    config.train.epochs, config.train.time_budget_minutes = 200, 0.1  # 6 s of a schedule of minutes
+    workdir = str(tmp_path / "run")
+    with tfds.testing.mock_data(num_examples=96):
+        first = experiment.train_and_evaluate(config, workdir, verbose=0)
+        again = experiment.train_and_evaluate(config, workdir, verbose=0)
+    total = config.train.epochs * first["steps_per_epoch"]
+    assert first["stopped_by_time_budget"] and 0 < first["steps_done"] < total
+    assert first["train_seconds"] >= 6
+    assert (again["stopped_by_time_budget"], again["steps_done"]) == (True, first["steps_done"])
+    finished_epochs = first["steps_done"] // first["steps_per_epoch"]
+    assert first["history"].get("epoch", []) == list(range(1, finished_epochs + 1))
+
+
 def test_workdir_of_another_dataset_is_refused(tmp_path):
     workdir = str(tmp_path / "run")
     os.makedirs(workdir)
