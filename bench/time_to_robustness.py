@@ -1,0 +1,254 @@
+"""Time to robustness: robust accuracy bought per minute of training on this machine.
+
+For each adversarial-training method — Madry's PGD-10, PCL + AdvTrain_PGD, fast AT (FGSM from a
+random start, step 1.25 ε), PCL + fast AT, N-FGSM (the catastrophic-overfitting guard), TRADES,
+PCL + TRADES — trains CNN-6 on real Fashion-MNIST for a fixed wall-clock budget
+(``train.time_budget_minutes``, counted over every session of the run, so the job resumes), then
+evaluates the first 1,000 test images with FGSM, PGD-10 and the standard strong suite (APGD-CE,
+APGD-T, Square) and reports the per-sample worst case with its 95 % Wilson interval.
+
+All methods share one recipe (Adam, one-cycle learning rate, gradient clipping at norm 1, batch
+256) so that only the method differs. The schedule has to be known in advance (one-cycle ends at
+lr 0), so each method is first timed for a minute (its steady adversarial step); the run's
+epochs are planned to fill the budget, and the budget stops it in any case. Below two epochs'
+worth of steps a run trains two passes over a subset of the training images instead.
+Softmax methods train adversarially from the first step (their papers); PCL ones after the CE
+warm-up (1/7 of the epochs, the paper's 50/350), as the paper's Algorithm 1 does.
+
+    python bench/time_to_robustness.py --root=runs/ttr --minutes=30,60          # all methods
+    python bench/time_to_robustness.py --root=runs/ttr --minutes=30 --methods=madry,fastat,nfgsm
+    python bench/time_to_robustness.py --root=runs/ttr --minutes=30,60 --dry_run  # the commands
+    python bench/time_to_robustness.py --root=runs/ttr --minutes=30,60 --stage=render
+
+Run it with the cores otherwise idle: the budgets are wall-clock. Prints one Markdown table and
+writes ``bench/results/time_to_robustness.json`` and ``docs/figures/time_to_robustness.png``
+(worst-case accuracy against training minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from typing import Dict, List, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from reproduce_fmnist import Step, run_step  # noqa: E402
+
+from pcl_tf import io_utils, report  # noqa: E402
+
+CNN6 = "configs/fmnist_cnn6.py"
+STEPS_PER_EPOCH = 235  # 60,000 / 256, rounded up
+CALIBRATION_MINUTES = 1.0
+EVAL_METHODS = "fgsm,pgd,apgd-ce,apgd-t,square"
+# The shared recipe: only the method differs between runs.
+RECIPE = {"train.optimizer": "adam", "train.lr": 2e-3, "train.lr_schedule": "one_cycle", "train.weight_decay": 0.0,
+          "train.lr_decay_epochs": "()", "train.clip_global_norm": 1.0, "train.checkpoint_every_steps": 50}
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    name: str
+    label: str
+    variants: str  # composed onto configs/fmnist_cnn6.py
+
+    @property
+    def pcl(self) -> bool:
+        return "softmax" not in self.variants
+
+
+METHODS = {m.name: m for m in (
+    Method("madry", "Madry PGD-10", "softmax,madry"),
+    Method("pcl_advpgd", "PCL + AdvTrain_PGD", "advpgd"),
+    Method("fastat", "fast AT (FGSM, random start)", "softmax,madry,fastat"),
+    Method("pcl_fastat", "PCL + fast AT", "fastat"),
+    Method("nfgsm", "N-FGSM", "softmax,madry,nfgsm"),
+    Method("trades", "TRADES (β = 6)", "softmax,trades"),
+    Method("pcl_trades", "PCL + TRADES", "trades"),
+)}
+
+
+def _overrides(fields: Dict[str, object]) -> List[str]:
+    return [f"--config.{key}={value}" for key, value in fields.items()]
+
+
+def _train_args(method: Method, workdir: str, train_eps: float, fields: Dict[str, object]) -> List[str]:
+    start = {"adv.start": "joint" if method.pcl else "first_step", "adv.eps_min": train_eps, "adv.eps_max": train_eps}
+    return (["pcl_tf.cli.train", f"--config={CNN6}:{method.variants}", f"--workdir={workdir}", "--verbose=2"]
+            + _overrides({**RECIPE, **start, **fields}))
+
+
+def calibration_step(root: str, method: Method) -> Step:
+    """A minute of training with the adversary on from the first step: the steady step time."""
+    workdir = os.path.join(root, "calibrate", method.name)
+    fields = {"train.epochs": 1000, "train.warmup_epochs": 0, "train.time_budget_minutes": CALIBRATION_MINUTES,
+              "adv.start": "first_step", "eval.num_examples": 500}
+    return Step(f"calibrate_{method.name}", _train_args(method, workdir, 0.1, fields),
+                os.path.join(workdir, "metrics.json"))
+
+
+def plan_schedule(steps_per_second: float, minutes: float, pcl: bool) -> Dict[str, object]:
+    """Epochs (and images per epoch, below two full epochs) that fill ``minutes`` at that speed."""
+    steps = max(2, int(steps_per_second * minutes * 60))
+    if steps >= 2 * STEPS_PER_EPOCH:
+        epochs, examples = steps // STEPS_PER_EPOCH, 0
+    else:
+        epochs, examples = 2, max(512, steps // 2 * 256)
+    return {"train.epochs": epochs, "train.num_examples": examples,
+            "train.warmup_epochs": max(1, round(epochs / 7)) if pcl else 0}
+
+
+def _steps_per_second(root: str, method: Method) -> Optional[float]:
+    path = os.path.join(root, "calibrate", method.name, "metrics.json")
+    if not os.path.exists(path):
+        return None
+    metrics = io_utils.read_json(path)
+    return metrics["steps_done"] / max(metrics["train_seconds"], 1e-9)
+
+
+def run_name(method: Method, minutes: float, train_eps: float) -> str:
+    return f"{method.name}_{minutes:g}min_eps{train_eps:g}"
+
+
+def train_step(root: str, method: Method, minutes: float, train_eps: float) -> Optional[Step]:
+    speed = _steps_per_second(root, method)
+    if speed is None:
+        return None  # calibrate first
+    name = run_name(method, minutes, train_eps)
+    fields = {**plan_schedule(speed, minutes, method.pcl), "train.time_budget_minutes": minutes}
+    return Step(f"train_{name}", _train_args(method, os.path.join(root, name), train_eps, fields),
+                os.path.join(root, name, "metrics.json"))
+
+
+def evaluate_step(root: str, method: Method, minutes: float, train_eps: float, eps: float, n: int) -> Step:
+    name = run_name(method, minutes, train_eps)
+    workdir = os.path.join(root, name)
+    out = _result_stem(root, name, eps, n)
+    return Step(f"evaluate_{name}_at{eps:g}",
+                ["pcl_tf.cli.attack", f"--workdir={workdir}", f"--method={EVAL_METHODS}", f"--eps={eps:g}",
+                 f"--num_examples={n}", f"--output={out}", "--noprogress"],
+                out + ".json", needs=os.path.join(workdir, "metrics.json"))
+
+
+def _result_stem(root: str, name: str, eps: float, n: int) -> str:
+    return os.path.join(root, "results", f"{name}_at{eps:g}_n{n}")
+
+
+def rows(root: str, methods: List[Method], minutes: List[float], train_eps: float, eps_values: List[float],
+         n: int) -> List[Dict]:
+    """One row per finished evaluation: the training budget used and the robust accuracies."""
+    found = []
+    for method in methods:
+        for budget in minutes:
+            name = run_name(method, budget, train_eps)
+            metrics_path = os.path.join(root, name, "metrics.json")
+            for eps in eps_values:
+                path = _result_stem(root, name, eps, n) + ".json"
+                if not (os.path.exists(path) and os.path.exists(metrics_path)):
+                    continue
+                metrics, rep = io_utils.read_json(metrics_path), io_utils.read_json(path)[0]
+                worst = rep["worst_case"]
+                found.append({
+                    "method": method.name, "label": method.label, "budget_minutes": budget, "train_eps": train_eps,
+                    "eps": eps,
+                    "train_minutes": round(metrics["train_seconds"] / 60, 1),
+                    "epochs": round(metrics["steps_done"] / metrics["steps_per_epoch"], 2),
+                    "stopped_by_time_budget": metrics.get("stopped_by_time_budget"),
+                    "n": rep["num_examples"], "clean": rep["clean_accuracy"],
+                    "pgd": rep["attacks"]["pgd"]["robust_accuracy"],
+                    "worst_case": worst["robust_accuracy"],
+                    "worst_case_ci95": report.wilson_interval(worst["robust_count"], rep["num_examples"]),
+                })
+    return found
+
+
+def table(found: List[Dict]) -> str:
+    lines = ["| method | trained at ε | budget (min) | trained (min) | epochs | ε | n | clean | PGD-10 | "
+             "worst case [95 % CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in found:
+        low, high = r["worst_case_ci95"]
+        lines.append(f"| {r['label']} | {r['train_eps']:g} | {r['budget_minutes']:g} | {r['train_minutes']:g} | {r['epochs']:g} | "
+                     f"{r['eps']:g} | {r['n']} | {100 * r['clean']:.1f} | {100 * r['pgd']:.1f} | "
+                     f"{100 * r['worst_case']:.1f} [{100 * low:.1f}, {100 * high:.1f}] |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(found: List[Dict], path: str) -> None:
+    """Worst-case robust accuracy against training minutes, one line per method and ε."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (label, eps) in sorted({(r["label"], r["eps"]) for r in found}):
+        points = sorted((r["train_minutes"], 100 * r["worst_case"], r["worst_case_ci95"]) for r in found
+                        if r["label"] == label and r["eps"] == eps)
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        errors = [[y - 100 * p[2][0] for y, p in zip(ys, points)], [100 * p[2][1] - y for y, p in zip(ys, points)]]
+        ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=f"{label}, ε={eps:g}")
+    ax.set_xlabel("training minutes (this 2-core CPU machine)")
+    ax.set_ylabel("worst-case robust accuracy (%), 95 % CI")
+    ax.set_title("Fashion-MNIST CNN-6: robustness per training minute", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with io_utils.open_atomic(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", required=True, help="where the runs, logs and reports go (resumable)")
+    parser.add_argument("--minutes", default="30,60", help="training budgets in minutes, comma-separated")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"from {', '.join(METHODS)}")
+    parser.add_argument("--train_eps", type=float, default=0.1, help="the ε every method trains at (fixed)")
+    parser.add_argument("--eps", default="0.1", help="evaluation ε, comma-separated")
+    parser.add_argument("--num_examples", type=int, default=1000, help="test images per evaluation")
+    parser.add_argument("--stage", choices=("all", "calibrate", "train", "evaluate", "render"), default="all")
+    parser.add_argument("--dry_run", action="store_true", help="print the commands only")
+    parser.add_argument("--json", default="bench/results/time_to_robustness.json")
+    parser.add_argument("--png", default="docs/figures/time_to_robustness.png")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.methods.split(",") if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    methods = [METHODS[m] for m in args.methods.split(",")]
+    minutes = [float(m) for m in args.minutes.split(",")]
+    eps_values = [float(e) for e in args.eps.split(",")]
+    if args.stage in ("all", "calibrate"):
+        for method in methods:
+            run_step(calibration_step(args.root, method), args.root, args.dry_run)
+    if args.stage in ("all", "train"):
+        for budget in minutes:
+            for method in methods:
+                step = train_step(args.root, method, budget, args.train_eps)
+                if step is None:
+                    print(f"[waiting] train_{run_name(method, budget, args.train_eps)}: calibrate {method.name} first",
+                          flush=True)
+                else:
+                    run_step(step, args.root, args.dry_run)
+    if args.stage in ("all", "evaluate"):
+        for budget in minutes:
+            for method in methods:
+                for eps in eps_values:
+                    run_step(evaluate_step(args.root, method, budget, args.train_eps, eps, args.num_examples), args.root,
+                             args.dry_run)
+    if args.dry_run:
+        return
+    found = rows(args.root, methods, minutes, args.train_eps, eps_values, args.num_examples)
+    if not found:
+        print("no finished evaluations yet")
+        return
+    print(table(found))
+    io_utils.write_json_atomic(args.json, {"machine": os.uname().nodename, "rows": found, "recipe": RECIPE,
+                                           "command": " ".join(sys.argv)})
+    plot(found, args.png)
+    print(f"wrote {args.json} and {args.png}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""bench/time_to_robustness.py: how a time budget becomes a schedule (the runs themselves are hours)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "bench"))
+
+import time_to_robustness as ttr  # noqa: E402
+
+
+def test_schedule_fills_the_budget_in_whole_epochs_or_two_passes_over_a_subset():
+    # 1 step/s for 30 min = 1,800 steps = 7 epochs of 235; PCL warms up for 1/7 of them.
+    assert ttr.plan_schedule(1.0, 30, pcl=True) == {"train.epochs": 7, "train.num_examples": 0, "train.warmup_epochs": 1}
+    assert ttr.plan_schedule(1.0, 30, pcl=False)["train.warmup_epochs"] == 0
+    # 0.1 step/s (PGD-10 here) for 30 min = 180 steps: two passes over 90 batches of the training set.
+    assert ttr.plan_schedule(0.1, 30, pcl=False) == {"train.epochs": 2, "train.num_examples": 90 * 256,
+                                                    "train.warmup_epochs": 0}
+
+
+def test_every_method_trains_at_the_same_eps_with_the_shared_recipe(tmp_path):
+    for method in ttr.METHODS.values():
+        args = ttr._train_args(method, str(tmp_path), 0.1, {"train.epochs": 3})
+        assert f"--config={ttr.CNN6}:{method.variants}" in args
+        assert "--config.adv.eps_min=0.1" in args and "--config.adv.eps_max=0.1" in args
+        assert ("--config.adv.start=joint" in args) == method.pcl  # softmax methods attack from step 1
+        assert all(f"--config.{k}={v}" in args for k, v in ttr.RECIPE.items())
