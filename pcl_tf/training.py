@@ -21,6 +21,7 @@ from typing import Dict, Optional
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 from pcl_tf import adversarial, losses
 from pcl_tf.models import registry
@@ -350,6 +351,7 @@ class PCLSchedule(keras.callbacks.Callback):
             reset_optimizer_state(self.model.optimizer)
             if self.model.centroid_optimizer is not None:
                 reset_optimizer_state(self.model.centroid_optimizer)
+            logging.info("joint loss on at epoch %d: optimizer state reset (train.reset_optimizer_at_pcl_start)", epoch + 1)
         self.model.pc_active.assign(1.0 if epoch >= self.warmup_epochs else 0.0)
 
 

@@ -263,3 +263,21 @@ def test_a_config_json_without_the_new_fields_loads_with_the_old_behaviour(tmp_p
     assert not config.train.reset_optimizer_at_pcl_start and config.adv.step_size == 0.0
     assert config.pcl.push_centroid_lr_ratio == pytest.approx(1e-4 / 0.5)
     assert experiment.normalization(saved) == (data.info("fashion_mnist").mean, data.info("fashion_mnist").std)
+
+
+def test_compile_model_wires_the_schedules_and_the_coupled_decay():
+    """pcl-train's compile step: the network's and the centroids' lr follow the restarted joint stage
+    (as intended: decayed at joint epoch 10), and the coupled decay is the optimizer's."""
+    config = common.make("fashion_mnist", "cnn6", "gap,fc512,fc64", "mnist", "official")
+    config.train.update(weight_decay_mode="coupled", pcl_lr=0.01, pcl_lr_decay_epochs=(10,), lr_decay_epochs=(40,))
+    experiment.validate_config(config)
+    model = experiment.build_model(config)
+    experiment.compile_model(model, config, steps_per_epoch=10)
+    assert isinstance(model.optimizer, training.CoupledSGD) and model.optimizer.coupled_weight_decay == 1e-4
+    lrs = {}
+    for epoch in (0, 40, 50, 59, 60):  # warm-up 50 epochs (lr 0.1, 0.01 from 40), joint from 50 at 0.01, x0.1 at 60
+        model.optimizer.iterations.assign(epoch * 10)
+        model.centroid_optimizer.iterations.assign(epoch * 10)
+        lrs[epoch] = (float(model.optimizer.learning_rate), float(model.centroid_optimizer.learning_rate))
+    np.testing.assert_allclose([lrs[e] for e in (0, 40, 50, 59, 60)],
+                               [(0.1, 0.5), (0.01, 0.5), (0.01, 0.5), (0.01, 0.5), (1e-3, 0.05)], rtol=1e-6)
