@@ -150,8 +150,8 @@ def _validate_normalization(config) -> None:
     for field in ("norm_mean", "norm_std"):
         values = tuple(config[field])
         if values and len(values) not in (1, channels):
-            raise ConfigError(f"config.{field}={values} needs 1 or {channels} values (one per channel), or () for the "
-                              f"dataset's own")
+            raise ConfigError(f"config.{field}={values} needs one value per channel ({channels}) or a single value, "
+                              "or () for the dataset's own")
     if any(not v > 0 for v in config.norm_std):
         raise ConfigError(f"config.norm_std={tuple(config.norm_std)} must be > 0")
 

@@ -330,7 +330,9 @@ class PCLSchedule(keras.callbacks.Callback):
 
     With ``init_dataset``, the prototypes are set to the class means of the features at that
     moment (see :meth:`PCLModel.init_centroids_from_class_means`), once: a run resumed after
-    the switch keeps the centroids its checkpoint holds.
+    the switch keeps the centroids its checkpoint holds. With ``reset_optimizer``, both optimizers'
+    state (momentum) is zeroed at that moment too (:func:`reset_optimizer_state`; the released
+    code's joint stage starts with a fresh optimizer), also once.
     """
 
     def __init__(self, warmup_epochs: int, init_dataset=None, init_batches: int = 20,

@@ -17,6 +17,7 @@ SLOW_MODULES = {
 # Single tests in otherwise fast modules.
 SLOW_TESTS = {
     "test_every_config_trains_end_to_end_on_mock_data",
+    "test_official_adversarial_recipe_trains_end_to_end_on_mock_data",
     "test_rerun_resumes_instead_of_retraining_and_load_trained_restores",
     "test_snapshots_are_loadable_work_dirs_and_survive_a_resume",
     "test_robust_early_stopping_logs_every_epoch_and_keeps_the_most_robust",

@@ -108,7 +108,7 @@ def test_workdir_of_another_dataset_is_refused(tmp_path):
         ("train.pcl_lr", -0.01, "must be >= 0"),
         ("train.pcl_lr_decay_epochs", (1,), "set config.train.pcl_lr > 0"),
         ("train.official_pcl_lr_decay_bug", True, "set config.train.pcl_lr > 0"),
-        ("norm_std", (0.2, 0.2), "needs 1 or 1 values"),
+        ("norm_std", (0.2, 0.2), r"needs one value per channel \(1\)"),
         ("norm_std", (0.0,), "must be > 0"),
     ],
 )

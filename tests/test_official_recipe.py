@@ -281,3 +281,22 @@ def test_compile_model_wires_the_schedules_and_the_coupled_decay():
         lrs[epoch] = (float(model.optimizer.learning_rate), float(model.centroid_optimizer.learning_rate))
     np.testing.assert_allclose([lrs[e] for e in (0, 40, 50, 59, 60)],
                                [(0.1, 0.5), (0.01, 0.5), (0.01, 0.5), (0.01, 0.5), (1e-3, 0.05)], rtol=1e-6)
+
+
+def test_official_adversarial_recipe_trains_end_to_end_on_mock_data(tmp_path):
+    """official,official_advpgd,smoke: the released network, coupled decay, restarted joint stage,
+    optimizer reset and fixed-step PGD copies, through pcl-train's code path (slow: ~5 min on 2 cores)."""
+    import tensorflow_datasets as tfds
+
+    config = cifar_config("official,official_advpgd,smoke")
+    config.train.num_examples = 64
+    config.eval.num_examples = 32
+    workdir = str(tmp_path / "run")
+    with tfds.testing.mock_data(num_examples=96):
+        metrics = experiment.train_and_evaluate(config, workdir, verbose=0)
+    saved = experiment.read_config(os.path.join(workdir, "config.json"))
+    assert (saved.model, saved.train.weight_decay_mode, saved.train.reset_optimizer_at_pcl_start) == (
+        "resnet110_official", "coupled", True)
+    assert {"pcl_gap", "pcl_fc1024"} <= set(metrics["history"])
+    assert all(np.isfinite(v) for values in metrics["history"].values() for v in values)
+    assert "joint stage restarts at lr" in metrics["schedule"]
