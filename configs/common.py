@@ -8,7 +8,12 @@ is a comma-separated list applied in order, e.g. ``configs/fmnist_cnn6.py:quick,
            length (F-MNIST: 44 epochs, 6 of them CE, decays at 25 and 31.25), plus gradient
            clipping at global norm 1: SGD at lr 0.1 from random weights diverges on CNN-6 without.
   softmax  the baseline: the same trainer with no PCL branch (plain cross-entropy).
-  official the official code's loss (squared distances, separate push centres, weights 1/1e-4).
+  official the official code's loss (squared distances, separate push centres, weights 1/1e-4);
+           on CIFAR-10 with ResNet-110, the released code's whole recipe (docs/official_recipe.md):
+           its network, normalisation, 164 CE + 400 PCL epochs with its lr-decay bug, coupled
+           weight decay, fresh optimizer state at the switch, batch 128.
+  official_as_intended  after official: the joint stage's lr decays as the released code meant.
+  official_advpgd  after official: the released PGD adversarial-training script's settings.
   advfgsm  PCL + AdvTrain_FGSM: every batch doubled with FGSM copies, ε ~ U(paper range).
   advpgd   PCL + AdvTrain_PGD: the same with PGD-10 (random start) copies.
   madry    PGD adversarial training on adversarial images only, fixed ε (with softmax: Madry).
@@ -51,6 +56,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data_dir = ""  # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
     c.model = "cnn6"
     c.seed = 0
+    # The per-channel normalisation the model's first layer applies; () = the dataset's published
+    # statistics (pcl_tf/data.py). The released PCL code's CIFAR-10 std is another one.
+    c.norm_mean = ()
+    c.norm_std = ()
     # Seeds plus TensorFlow op determinism: a killed and resumed run ends with the same
     # weights as an uninterrupted one (slower on some GPU ops).
     c.deterministic = False
@@ -75,6 +84,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.pcl.centroid_init = "class_means"
     c.pcl.centroid_optimizer = "sgd"
     c.pcl.centroid_lr = 0.5  # the official code's centre learning rate
+    # mode "official": the push centres' learning rate as a fraction of centroid_lr (the released
+    # code: 1e-4 / 0.5; its adversarial training: 1e-5 / 0.5). Unused by mode "paper".
+    c.pcl.push_centroid_lr_ratio = 1e-4 / 0.5
 
     # Adversarial training inside train_step (Sec. 5.1): each batch gets adversarial copies made
     # against the current model, ε ~ U[eps_min, eps_max] per batch (fixed when equal).
@@ -84,6 +96,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.adv.eps_max = 0.5
     c.adv.steps = 10  # PGD iterations
     c.adv.step_size_ratio = 0.25  # PGD step = ratio * ε
+    c.adv.step_size = 0.0  # > 0: a fixed PGD step in pixel units instead (the released code: 2/255)
     c.adv.random_start = True
     c.adv.start_radius_ratio = 1.0  # the random start is U(-r ε, r ε); N-FGSM uses 2
     c.adv.project = True  # keep iterates in the ε-ball; N-FGSM does not
@@ -108,11 +121,26 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.lr = 0.1
     c.train.momentum = 0.9
     c.train.weight_decay = 1e-4
+    # "decoupled" (Keras' weight_decay, beside the update) or "coupled" (L2 added to the gradient
+    # before momentum, as PyTorch's SGD and the released PCL code; ~10x more shrinkage at momentum 0.9).
+    c.train.weight_decay_mode = "decoupled"
     c.train.lr_decay_epochs = (200, 250)
     c.train.lr_decay_factor = 0.1
     # "piecewise" (the paper: lr x lr_decay_factor at each of lr_decay_epochs) or "one_cycle" (up to
     # lr at 2/5 of the run, down to 0 at its end: what fast adversarial training uses).
     c.train.lr_schedule = "piecewise"
+    # A restarted joint stage (0 = off: one schedule over the whole run, as the paper): when the
+    # PC terms switch on the lr jumps to pcl_lr, and the network's and the centroids' lrs decay
+    # by lr_decay_factor at pcl_lr_decay_epochs (counted from the switch). The released code does
+    # this (0.01; decays at 142, 230, 360) except that its decays never happen: its decay function
+    # sets a key PyTorch ignores. official_pcl_lr_decay_bug=True reproduces that bug on purpose
+    # (pcl_lr_decay_epochs are ignored); False trains the joint stage as its authors intended.
+    c.train.pcl_lr = 0.0
+    c.train.pcl_lr_decay_epochs = ()
+    c.train.official_pcl_lr_decay_bug = False
+    # Start the joint stage with fresh optimizer state (momentum zeroed, step count kept), as the
+    # released code does (its optimizer-state load is an assignment that loads nothing).
+    c.train.reset_optimizer_at_pcl_start = False
     # The paper's whole schedule shrunk in proportion: epochs, the CE warm-up and the lr decay
     # epochs are multiplied by this (see pcl_tf/schedule.py); 1 = the paper's 350 (500) epochs.
     c.train.schedule_scale = 1.0
@@ -149,6 +177,9 @@ def _quick(c):
     c.train.epochs = 3
     c.train.warmup_epochs = 1
     c.train.lr_decay_epochs = ()
+    if c.train.pcl_lr:  # a restarted joint stage keeps its shape: a tenth of the CE stage's lr
+        c.train.pcl_lr = c.train.lr / 10
+        c.train.pcl_lr_decay_epochs = ()
 
 
 def _paper_cpu(c):
@@ -171,12 +202,67 @@ def _softmax(c):
     c.pcl.branches = ""
 
 
+# The released code's CIFAR-10 normalisation (its std differs from the dataset's 0.2470, 0.2435, 0.2616).
+OFFICIAL_CIFAR10_NORM = dict(norm_mean=(0.4914, 0.4822, 0.4465), norm_std=(0.2023, 0.1994, 0.2010))
+
+
 def _official(c):
+    """The released code's loss everywhere; on CIFAR-10 with ResNet-110 (the only setting it has
+    scripts for) also its training recipe, each difference a field (docs/official_recipe.md)."""
     c.pcl.mode = "official"
     c.pcl.pull_weight = 1.0
     c.pcl.push_weight = 1e-4
     c.pcl.push_margin = 0.0
     c.pcl.centroid_init = "normal"
+    if (c.dataset, c.model) != ("cifar10", "resnet110"):
+        return
+    c.model = "resnet110_official"
+    c.pcl.branches = "gap,fc1024"
+    c.update(OFFICIAL_CIFAR10_NORM)
+    c.pcl.centroid_lr = 0.5
+    c.pcl.push_centroid_lr_ratio = 1e-4 / 0.5
+    c.train.batch_size = 128
+    c.train.optimizer = "sgd"
+    c.train.lr = 0.1
+    c.train.momentum = 0.9
+    c.train.weight_decay = 1e-4
+    c.train.weight_decay_mode = "coupled"
+    c.train.warmup_epochs = 164  # softmax_training.py
+    c.train.epochs = 164 + 400  # then pcl_training.py
+    c.train.lr_decay_epochs = (81, 122, 140)
+    c.train.lr_decay_factor = 0.1
+    c.train.pcl_lr = 0.01
+    c.train.pcl_lr_decay_epochs = (142, 230, 360)
+    c.train.official_pcl_lr_decay_bug = True
+    c.train.reset_optimizer_at_pcl_start = True
+
+
+def _official_as_intended(c):
+    """The released recipe with the joint stage's lr decays working (no decay bug)."""
+    c.train.official_pcl_lr_decay_bug = False
+
+
+def _official_advpgd(c):
+    """The released PGD adversarial-training script: each batch of 64 doubled with PGD copies
+    (10 steps of 2/255, no random start, ε ~ U(0.02, 0.05) per batch), push weight and push
+    centre lr 1e-5, 500 joint epochs from the softmax stage. Not reproduced: that script's
+    normalisation bug (it attacks images its loader already normalised as if they were pixels
+    and normalises the copies again); pcl_tf normalises inside the model, in pixel units."""
+    if c.pcl.mode != "official":
+        raise ValueError("the official_advpgd variant goes after the official variant (official,official_advpgd)")
+    c.adv.method = "pgd"
+    c.adv.eps_min, c.adv.eps_max = 0.02, 0.05
+    c.adv.steps = 10
+    c.adv.step_size = 2 / 255
+    c.adv.random_start = False
+    c.adv.include_clean = True
+    c.adv.loss = "ce"
+    c.adv.start = "joint"
+    c.train.batch_size = 64
+    c.pcl.push_weight = 1e-5
+    c.pcl.push_centroid_lr_ratio = 1e-5 / 0.5
+    if c.train.pcl_lr:
+        c.train.epochs = c.train.warmup_epochs + 500
 
 
 def _advfgsm(c):
@@ -243,6 +329,8 @@ VARIANTS = {
     "paper_cpu": _paper_cpu,
     "softmax": _softmax,
     "official": _official,
+    "official_as_intended": _official_as_intended,
+    "official_advpgd": _official_advpgd,
     "advfgsm": _advfgsm,
     "advpgd": _advpgd,
     "madry": _madry,

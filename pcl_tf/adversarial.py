@@ -82,7 +82,8 @@ class AdversarialAugmentation:
     """How each training batch is augmented: ``method`` fgsm or pgd, ε ~ U[eps_min, eps_max].
 
     ``step_size_ratio`` sets PGD's step as a fraction of the batch's ε (0.25 with 10 steps is
-    Madry et al.'s 2.5·ε/steps); ``include_clean=False`` trains on the adversarial images alone.
+    Madry et al.'s 2.5·ε/steps); ``step_size`` > 0 fixes it in pixel units instead, whatever ε
+    (the released code's PGD training: 2/255); ``include_clean=False`` trains on the adversarial images alone.
 
     ``ramp_steps`` > 0 scales the drawn ε by ``min(1, (step + 1) / ramp_steps)`` at training step
     ``step`` (counted from 0): ε grows linearly to its full value. Why: adversarial-only training
@@ -102,6 +103,7 @@ class AdversarialAugmentation:
     ramp_steps: int = 0
     start_radius_ratio: float = 1.0  # PGD's uniform start: U(-r ε, r ε) (N-FGSM: 2)
     project: bool = True  # keep PGD's iterates in the ε-ball (N-FGSM: False)
+    step_size: float = 0.0  # > 0: PGD's step in pixel units, not step_size_ratio * ε
 
     def __post_init__(self):
         if self.method not in ("fgsm", "pgd"):
@@ -112,6 +114,8 @@ class AdversarialAugmentation:
             )
         if self.method == "pgd" and (self.steps <= 0 or self.step_size_ratio <= 0):
             raise ValueError("PGD adversarial training needs steps > 0 and step_size_ratio > 0")
+        if self.step_size < 0:
+            raise ValueError(f"PGD's fixed step must be >= 0 (0 = step_size_ratio * ε), got {self.step_size}")
         if self.start_radius_ratio < 0:
             raise ValueError(f"the random start's radius must be >= 0 (in units of ε), got {self.start_radius_ratio}")
         if self.ramp_steps < 0:
@@ -131,7 +135,8 @@ class AdversarialAugmentation:
     def perturb(self, loss_fn: LossFn, x, y, eps) -> tf.Tensor:
         if self.method == "fgsm":
             return tf.stop_gradient(fgsm(loss_fn, x, y, eps))
-        return pgd(loss_fn, x, y, eps, self.steps, self.step_size_ratio * eps, self.random_start,
+        step_size = self.step_size if self.step_size else self.step_size_ratio * eps
+        return pgd(loss_fn, x, y, eps, self.steps, step_size, self.random_start,
                    start_radius=self.start_radius_ratio * eps, project=self.project)
 
     def __call__(self, loss_fn: LossFn, x, y, step=None):

@@ -79,6 +79,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.train.lr_schedule={config.train.lr_schedule!r}; choose piecewise or one_cycle")
     if config.train.optimizer not in ("sgd", "adam"):
         raise ConfigError(f"config.train.optimizer={config.train.optimizer!r}; choose sgd or adam")
+    if config.train.weight_decay_mode not in training.WEIGHT_DECAY_MODES:
+        raise ConfigError(f"config.train.weight_decay_mode={config.train.weight_decay_mode!r}; choose "
+                          f"{' or '.join(training.WEIGHT_DECAY_MODES)}")
+    _validate_normalization(config)
     positive = {
         "train.batch_size": config.train.batch_size,
         "train.epochs": config.train.epochs,
@@ -108,6 +112,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "train.time_budget_minutes": config.train.time_budget_minutes,
         "adv.trades_beta": config.adv.trades_beta,
         "adv.start_radius_ratio": config.adv.start_radius_ratio,
+        "adv.step_size": config.adv.step_size,
+        "pcl.push_centroid_lr_ratio": config.pcl.push_centroid_lr_ratio,
+        "train.pcl_lr": config.train.pcl_lr,
     }
     for field, value in non_negative.items():
         if value < 0:
@@ -129,6 +136,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "for a PCL model: the PC terms switch on only after the CE warm-up, so this run would train "
             "cross-entropy alone. Lower the warm-up, raise the epochs, or use the softmax variant"
         )
+    _validate_joint_stage_lr(config, plan)
     used = _used_train_examples(config)
     if config.train.robust_val_examples and config.train.robust_val_examples >= used:
         raise ConfigError(f"config.train.robust_val_examples={config.train.robust_val_examples} leaves no training "
@@ -150,6 +158,40 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             )
 
 
+def _validate_normalization(config) -> None:
+    channels = data.info(config.dataset).image_shape[-1]
+    for field in ("norm_mean", "norm_std"):
+        values = tuple(config[field])
+        if values and len(values) not in (1, channels):
+            raise ConfigError(f"config.{field}={values} needs one value per channel ({channels}) or a single value, "
+                              "or () for the dataset's own")
+    if any(not v > 0 for v in config.norm_std):
+        raise ConfigError(f"config.norm_std={tuple(config.norm_std)} must be > 0")
+
+
+def _validate_joint_stage_lr(config, plan: schedule.Schedule) -> None:
+    """A restarted joint stage (train.pcl_lr > 0): piecewise, CE decays inside the warm-up, joint
+    decays inside the joint stage."""
+    if not config.train.pcl_lr:
+        for field in ("pcl_lr_decay_epochs", "official_pcl_lr_decay_bug"):
+            if config.train[field]:
+                raise ConfigError(f"config.train.{field} applies to a restarted joint stage: set config.train.pcl_lr > 0")
+        return
+    if config.train.lr_schedule != "piecewise":
+        raise ConfigError("config.train.pcl_lr > 0 restarts the piecewise schedule at the joint stage: "
+                          "set config.train.lr_schedule=piecewise")
+    late = [e for e in plan.lr_decay_epochs if e > plan.warmup_epochs]
+    if late:
+        raise ConfigError(f"config.train.lr_decay_epochs: {late[0]:g} falls after the CE warm-up "
+                          f"({plan.warmup_epochs} epochs); with config.train.pcl_lr the joint stage's decays are "
+                          "config.train.pcl_lr_decay_epochs")
+    joint_epochs = plan.epochs - plan.warmup_epochs
+    for epoch in plan.pcl_lr_decay_epochs:
+        if not 0 < epoch < joint_epochs:
+            raise ConfigError(f"config.train.pcl_lr_decay_epochs: {epoch:g} is not inside the joint stage "
+                              f"(0 to {joint_epochs} epochs after the warm-up)")
+
+
 def build_model(config: ml_collections.ConfigDict, steps_per_epoch: int = 0) -> training.PCLModel:
     """The (uncompiled) PCLModel a config describes."""
     info = data.info(config.dataset)
@@ -158,8 +200,8 @@ def build_model(config: ml_collections.ConfigDict, steps_per_epoch: int = 0) -> 
         input_shape=info.image_shape,
         num_classes=info.num_classes,
         branches=config.pcl.branches,
-        mean=info.mean,
-        std=info.std,
+        mean=normalization(config)[0],
+        std=normalization(config)[1],
         branch_ce=config.pcl.branch_ce,
         precision=config.mixed_precision,
     )
@@ -175,7 +217,18 @@ def build_model(config: ml_collections.ConfigDict, steps_per_epoch: int = 0) -> 
         attack_loss=config.adv.loss,
         adversary_start=config.adv.start,
         trades_beta=config.adv.trades_beta,
+        push_centroid_lr_ratio=config.pcl.push_centroid_lr_ratio,
     )
+
+
+def normalization(config) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    """The per-channel ``(mean, std)`` the model's first layer normalises with: ``norm_mean`` /
+    ``norm_std`` where a config sets them (the released code's CIFAR-10 std differs from the
+    dataset's), else the dataset's published statistics. ``config`` may be a ConfigDict or the
+    dict of a config.json (a work dir written before the fields existed gets the dataset's)."""
+    info = data.info(config.get("dataset"))
+    mean, std = config.get("norm_mean") or info.mean, config.get("norm_std") or info.std
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 def make_adversary(config, steps_per_epoch: int = 0) -> Optional[adversarial.AdversarialAugmentation]:
@@ -196,6 +249,7 @@ def make_adversary(config, steps_per_epoch: int = 0) -> Optional[adversarial.Adv
         ramp_steps=round(config.adv.eps_ramp_epochs * steps_per_epoch),
         start_radius_ratio=config.adv.start_radius_ratio,
         project=config.adv.project,
+        step_size=config.adv.step_size,
     )
 
 
@@ -204,14 +258,19 @@ def compile_model(model: training.PCLModel, config, steps_per_epoch: int) -> Non
         config.train.lr, steps_per_epoch, config.train.lr_decay_factor
     )
     optimizer = training.make_optimizer(config.train.optimizer, learning_rate, config.train.momentum,
-                                        config.train.weight_decay, config.train.clip_global_norm)
+                                        config.train.weight_decay, config.train.clip_global_norm,
+                                        weight_decay_mode=config.train.weight_decay_mode)
     if config.mixed_precision == "mixed_float16":
         # float16 gradients underflow without it; bfloat16 has float32's range and needs none.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    centroid_lr = schedule.Schedule.from_config(config.train).centroid_learning_rate(
+        config.pcl.centroid_lr, steps_per_epoch, config.train.lr_decay_factor)
+    if not isinstance(centroid_lr, float):  # Keras' get() takes a serialised schedule, not an object
+        centroid_lr = keras.optimizers.schedules.serialize(centroid_lr)
     model.compile(
         optimizer=optimizer,
         centroid_optimizer=keras.optimizers.get(
-            {"class_name": config.pcl.centroid_optimizer, "config": {"learning_rate": config.pcl.centroid_lr}}
+            {"class_name": config.pcl.centroid_optimizer, "config": {"learning_rate": centroid_lr}}
         ),
         jit_compile=config.jit_compile,
     )
@@ -429,6 +488,7 @@ def train_and_evaluate(
             # Its own pipeline (another seed): iterating the training pipeline here would
             # advance its shuffling and make a resumed run see other batches than a whole one.
             init_dataset=_train_data(config, seed=config.seed + 1) if config.pcl.centroid_init == "class_means" else None,
+            reset_optimizer=config.train.reset_optimizer_at_pcl_start,
         ),
         training.NonFiniteGuard(steps_per_epoch),  # before the checkpoint: a diverged step is never saved
         step_checkpoint,

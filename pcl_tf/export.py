@@ -369,7 +369,8 @@ def _metadata(module: ServingModule, signatures, config: Dict, version: int, met
             "shape": [None, *module.image_shape],
             "layout": "NHWC",
             "dtype": "float32 in [0, 1] (serving_default) or uint8 in 0..255 (serving_uint8)",
-            "normalization": f"inside the model: (x - mean) / std, mean={list(info.mean)}, std={list(info.std)}",
+            "normalization": "inside the model: (x - mean) / std, mean={}, std={}".format(
+                *(list(v) for v in experiment.normalization(config))),
         },
         "signatures": signature_specs,
         "pcl": {

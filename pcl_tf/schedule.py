@@ -17,6 +17,16 @@ than a different recipe:
 that many epochs at the very start (Goyal et al. 2017). It exists because SGD at lr 0.1 from
 random weights can fail on a network without normalisation layers; it is 0 in the paper's recipe
 and named wherever a run uses it.
+
+A second, restarted stage (the released code's recipe, docs/official_recipe.md): with
+``train.pcl_lr`` > 0 the learning rate jumps to that value when the joint loss switches on (after
+the CE warm-up) and decays by ``lr_decay_factor`` at ``train.pcl_lr_decay_epochs``, counted from
+the start of the joint stage; the centroids' learning rate decays at the same epochs. The CE
+stage's own decays (``train.lr_decay_epochs``) then lie inside the warm-up.
+``train.official_pcl_lr_decay_bug=True`` reproduces the released code on purpose: its decay
+function writes a key that PyTorch's optimizers never read, so neither the network's nor the
+centres' learning rate ever decays in the joint stage; the joint-stage decays are then ignored.
+``train.pcl_lr`` = 0 (the default) keeps one schedule over the whole run, as the paper.
 """
 
 from __future__ import annotations
@@ -43,6 +53,9 @@ class Schedule:
     lr_warmup_epochs: float = 0.0
     scale: float = 1.0
     kind: str = "piecewise"  # or "one_cycle"
+    pcl_lr: float = 0.0  # > 0: the lr restarts at this value when the joint loss switches on
+    pcl_lr_decay_epochs: Tuple[float, ...] = ()  # counted from the start of the joint stage
+    official_pcl_lr_decay_bug: bool = False  # True: pcl_lr_decay_epochs are ignored (released code)
 
     @classmethod
     def from_config(cls, train) -> "Schedule":
@@ -55,14 +68,34 @@ class Schedule:
             lr_warmup_epochs=float(train.get("lr_warmup_epochs", 0.0)),
             scale=scale,
             kind=str(train.get("lr_schedule", "piecewise")),
+            pcl_lr=float(train.get("pcl_lr", 0.0)),
+            pcl_lr_decay_epochs=tuple(scale * float(e) for e in train.get("pcl_lr_decay_epochs", ())),
+            official_pcl_lr_decay_bug=bool(train.get("official_pcl_lr_decay_bug", False)),
         )
 
     def decay_steps(self, steps_per_epoch: int) -> Tuple[int, ...]:
         """The optimizer step at which each decay takes effect (the first step with the lower lr)."""
         return tuple(sorted(_round_half_up(e * steps_per_epoch) for e in self.lr_decay_epochs))
 
+    def joint_decay_steps(self, steps_per_epoch: int) -> Tuple[int, ...]:
+        """The steps at which the joint stage's decays take effect (none with the released code's
+        bug, or without a restarted joint stage)."""
+        if not self.pcl_lr or self.official_pcl_lr_decay_bug:
+            return ()
+        start = self.warmup_epochs * steps_per_epoch
+        return tuple(sorted(start + _round_half_up(e * steps_per_epoch) for e in self.pcl_lr_decay_epochs))
+
     def learning_rate(self, base_lr: float, steps_per_epoch: int, decay_factor: float = 0.1):
         """A float, or a Keras schedule of ``optimizer.iterations`` (so it survives a resume)."""
+        if self.pcl_lr:
+            if self.kind != "piecewise":
+                raise ValueError("a restarted joint stage (pcl_lr > 0) needs the piecewise lr schedule")
+            ce_decays = self.decay_steps(steps_per_epoch)
+            joint_decays = self.joint_decay_steps(steps_per_epoch)
+            values = ([float(base_lr) * decay_factor**i for i in range(len(ce_decays) + 1)]
+                      + [self.pcl_lr * decay_factor**i for i in range(len(joint_decays) + 1)])
+            return WarmupPiecewiseConstant(list(ce_decays) + [self.warmup_epochs * steps_per_epoch] + list(joint_decays),
+                                           values, _round_half_up(self.lr_warmup_epochs * steps_per_epoch))
         if self.kind == "one_cycle":
             return OneCycle(base_lr, total_steps=self.epochs * steps_per_epoch)
         if self.kind != "piecewise":
@@ -70,12 +103,22 @@ class Schedule:
         return learning_rate_schedule(base_lr, self.decay_steps(steps_per_epoch), decay_factor,
                                       warmup_steps=_round_half_up(self.lr_warmup_epochs * steps_per_epoch))
 
+    def centroid_learning_rate(self, centroid_lr: float, steps_per_epoch: int, decay_factor: float = 0.1):
+        """The centroids' learning rate: constant, or decayed with the joint stage's decays."""
+        return learning_rate_schedule(centroid_lr, self.joint_decay_steps(steps_per_epoch), decay_factor)
+
     def describe(self) -> str:
         text = f"{self.epochs} epochs ({self.warmup_epochs} CE warm-up)"
         if self.kind == "one_cycle":
             text += ", one-cycle lr (up to the peak at 2/5 of the run, down to 0 at its end)"
         elif self.lr_decay_epochs:
             text += ", lr decays at epochs " + ", ".join(f"{e:g}" for e in self.lr_decay_epochs)
+        if self.pcl_lr:
+            text += f", joint stage restarts at lr {self.pcl_lr:g}"
+            if self.pcl_lr_decay_epochs:
+                decays = ", ".join(f"{e:g}" for e in self.pcl_lr_decay_epochs)
+                text += (f" (its decays at joint epochs {decays} ignored: official_pcl_lr_decay_bug)"
+                         if self.official_pcl_lr_decay_bug else f" and decays at joint epochs {decays}")
         if self.lr_warmup_epochs:
             text += f", linear lr warm-up over {self.lr_warmup_epochs:g} epochs"
         if self.scale != 1.0:

@@ -21,6 +21,7 @@ from typing import Dict, Optional
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 from pcl_tf import adversarial, losses
 from pcl_tf.models import registry
@@ -58,6 +59,7 @@ class PCLModel(keras.Model):
         attack_loss: str = "ce",
         adversary_start: str = "first_step",
         trades_beta: float = 6.0,
+        push_centroid_lr_ratio: float = 1e-4 / 0.5,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -86,6 +88,7 @@ class PCLModel(keras.Model):
                 pull_weight=pull_weight,
                 push_weight=push_weight,
                 push_margin=push_margin,
+                push_centroid_lr_ratio=push_centroid_lr_ratio,
                 name="pcl_" + name[len(registry.FEATURE_PREFIX):],
             )
             layer.build(outputs[name].shape)
@@ -327,36 +330,106 @@ class PCLSchedule(keras.callbacks.Callback):
 
     With ``init_dataset``, the prototypes are set to the class means of the features at that
     moment (see :meth:`PCLModel.init_centroids_from_class_means`), once: a run resumed after
-    the switch keeps the centroids its checkpoint holds.
+    the switch keeps the centroids its checkpoint holds. With ``reset_optimizer``, both optimizers'
+    state (momentum) is zeroed at that moment too (:func:`reset_optimizer_state`; the released
+    code's joint stage starts with a fresh optimizer), also once.
     """
 
-    def __init__(self, warmup_epochs: int, init_dataset=None, init_batches: int = 20):
+    def __init__(self, warmup_epochs: int, init_dataset=None, init_batches: int = 20,
+                 reset_optimizer: bool = False):
         super().__init__()
         self.warmup_epochs = int(warmup_epochs)
         self.init_dataset = init_dataset
         self.init_batches = int(init_batches)
+        self.reset_optimizer = bool(reset_optimizer)
 
     def on_epoch_begin(self, epoch, logs=None):
         switching_on = epoch >= self.warmup_epochs and float(self.model.pc_active.numpy()) == 0.0
         # Only at the switch itself: a run resumed mid-way through the first joint epoch has
-        # pc_active = 1 in its checkpoint and keeps the centroids it trained.
+        # pc_active = 1 in its checkpoint and keeps the centroids (and momentum) it trained.
         if switching_on and self.init_dataset is not None and self.model.pc_layers:
             self.model.init_centroids_from_class_means(self.init_dataset, self.init_batches)
+        if switching_on and self.reset_optimizer and epoch > 0:
+            reset_optimizer_state(self.model.optimizer)
+            if self.model.centroid_optimizer is not None:
+                reset_optimizer_state(self.model.centroid_optimizer)
+            logging.info("joint loss on at epoch %d: optimizer state reset (train.reset_optimizer_at_pcl_start)", epoch + 1)
         self.model.pc_active.assign(1.0 if epoch >= self.warmup_epochs else 0.0)
 
 
+def reset_optimizer_state(optimizer) -> None:
+    """Zeroes an optimizer's slots (SGD's momentum, Adam's moment estimates), as a freshly made
+    optimizer would hold them; the step count (which the lr schedule reads) and the learning rate
+    are kept. A LossScaleOptimizer's inner optimizer is reset, its loss scale kept.
+
+    The released code starts its joint stage this way: its attempt to load the softmax stage's
+    optimizer state is an assignment that loads nothing (``train.reset_optimizer_at_pcl_start``).
+    Adam's bias correction still counts from the run's first step."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    keep = {id(inner.iterations)}
+    if isinstance(getattr(inner, "_learning_rate", None), keras.Variable):
+        keep.add(id(inner._learning_rate))
+    for variable in inner.variables:
+        if id(variable) not in keep:
+            variable.assign(tf.zeros_like(variable))
+
+
+WEIGHT_DECAY_MODES = ("decoupled", "coupled")
+
+
+class _CoupledWeightDecay:
+    """L2 regularisation as PyTorch's SGD applies it: ``coupled_weight_decay * w`` is added to
+    each variable's gradient before the update rule (and so before momentum), after any gradient
+    clipping. Keras' own ``weight_decay`` is decoupled instead: ``w -= lr * wd * w`` beside the
+    update, outside momentum. With momentum 0.9 the coupled decay's effective shrinkage is ~10x
+    larger at the same lr (the decay accumulates in the velocity)."""
+
+    def __init__(self, *args, coupled_weight_decay: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.coupled_weight_decay = float(coupled_weight_decay)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.coupled_weight_decay and self._use_weight_decay(variable):
+            gradient = gradient + tf.cast(self.coupled_weight_decay, gradient.dtype) * tf.cast(variable, gradient.dtype)
+        return super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "coupled_weight_decay": self.coupled_weight_decay}
+
+
+@keras.saving.register_keras_serializable(package="pcl_tf")
+class CoupledSGD(_CoupledWeightDecay, keras.optimizers.SGD):
+    """Keras SGD with PyTorch's coupled L2 weight decay (see :class:`_CoupledWeightDecay`)."""
+
+
+@keras.saving.register_keras_serializable(package="pcl_tf")
+class CoupledAdam(_CoupledWeightDecay, keras.optimizers.Adam):
+    """Keras Adam with coupled L2 weight decay (PyTorch's ``Adam(weight_decay=...)``)."""
+
+
 def make_optimizer(name: str, learning_rate, momentum: float = 0.9, weight_decay: float = 0.0,
-                   clip_global_norm: float = 0.0):
-    """``sgd`` (with momentum) or ``adam``; weight decay is decoupled (Keras' ``weight_decay``).
+                   clip_global_norm: float = 0.0, weight_decay_mode: str = "decoupled"):
+    """``sgd`` (with momentum) or ``adam``.
+
+    ``weight_decay_mode``: ``"decoupled"`` (the default: Keras' ``weight_decay``, applied beside
+    the update) or ``"coupled"`` (L2 added to the gradient before momentum, as PyTorch's SGD and
+    the released PCL code do; :class:`CoupledSGD`).
 
     ``clip_global_norm`` > 0 rescales the network's gradients so that their global norm is at
     most that (Keras' ``global_clipnorm``); 0 leaves them alone."""
-    wd = weight_decay or None
+    if weight_decay_mode not in WEIGHT_DECAY_MODES:
+        raise ValueError(f"unknown weight decay mode {weight_decay_mode!r}; choose {' or '.join(WEIGHT_DECAY_MODES)}")
     clip = {"global_clipnorm": float(clip_global_norm)} if clip_global_norm else {}
+    if weight_decay_mode == "coupled":
+        decay = {"coupled_weight_decay": float(weight_decay)}
+        classes = {"sgd": CoupledSGD, "adam": CoupledAdam}
+    else:
+        decay = {"weight_decay": weight_decay or None}
+        classes = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=momentum, weight_decay=wd, **clip)
+        return classes["sgd"](learning_rate, momentum=momentum, **decay, **clip)
     if name == "adam":
-        return keras.optimizers.Adam(learning_rate, weight_decay=wd, **clip)
+        return classes["adam"](learning_rate, **decay, **clip)
     raise ValueError(f"unknown optimizer {name!r}; choose sgd or adam")
 
 

@@ -17,6 +17,7 @@ SLOW_MODULES = {
 # Single tests in otherwise fast modules.
 SLOW_TESTS = {
     "test_every_config_trains_end_to_end_on_mock_data",
+    "test_official_adversarial_recipe_trains_end_to_end_on_mock_data",
     "test_rerun_resumes_instead_of_retraining_and_load_trained_restores",
     "test_time_budget_stops_at_a_step_boundary_and_a_rerun_trains_no_further",
     "test_snapshots_are_loadable_work_dirs_and_survive_a_resume",

@@ -119,12 +119,36 @@ def test_workdir_of_another_dataset_is_refused(tmp_path):
         ("train.lr_warmup_epochs", -1.0, "must be >= 0"),
         ("train.warmup_epochs", 2, r"warmup_epochs \(2\) must be < config.train.epochs \(2\)"),
         ("train.snapshot_epochs", (1, 3), "3 is not an epoch of this run"),
+        ("train.weight_decay_mode", "l2", "choose decoupled or coupled"),
+        ("pcl.push_centroid_lr_ratio", -1.0, "must be >= 0"),
+        ("adv.step_size", -0.1, "must be >= 0"),
+        ("train.pcl_lr", -0.01, "must be >= 0"),
+        ("train.pcl_lr_decay_epochs", (1,), "set config.train.pcl_lr > 0"),
+        ("train.official_pcl_lr_decay_bug", True, "set config.train.pcl_lr > 0"),
+        ("norm_std", (0.2, 0.2), r"needs one value per channel \(1\)"),
+        ("norm_std", (0.0,), "must be > 0"),
     ],
 )
 def test_bad_config_values_are_named(field, value, message):
     config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"))
     section, _, name = field.rpartition(".")
     (config[section] if section else config)[name] = value
+    with pytest.raises(ValueError, match=message):
+        experiment.validate_config(config)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(pcl_lr_decay_epochs=(5,)), "5 is not inside the joint stage"),
+        (dict(lr_decay_epochs=(3,)), "3 falls after the CE warm-up"),
+        (dict(lr_schedule="one_cycle"), "set config.train.lr_schedule=piecewise"),
+    ],
+)
+def test_bad_restarted_joint_stage_is_named(overrides, message):
+    config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"))  # 2 epochs, 1 of them CE
+    config.train.pcl_lr = 1e-4
+    config.train.update(overrides)
     with pytest.raises(ValueError, match=message):
         experiment.validate_config(config)
 

@@ -1,4 +1,5 @@
-"""CIFAR-style ResNets: the paper's ResNet-110 (Table 1) and a small ResNet-20 for CPU runs.
+"""CIFAR-style ResNets: the paper's ResNet-110 (Table 1), the released code's network
+(``resnet110_official``) and a small ResNet-20 for CPU runs.
 
 Both are built from one residual block, a stack of Conv+BN(+ReLU) units given by a *layout*:
 
@@ -80,11 +81,14 @@ def _resnet(
     stage_names: Sequence[str],
     tap_stages: Sequence[str],
     fc_units: int,
+    gap_tap: bool = False,
+    fc_relu: bool = True,
 ):
     """Stem Conv(16,3x3)+BN+ReLU; three stages of widths 16/32/64 (stride 2 entering stages 2 and
-    3); GAP -> Dense(fc_units)+ReLU -> Dense(num_classes).
+    3); GAP -> Dense(fc_units)(+ReLU unless ``fc_relu=False``) -> Dense(num_classes).
 
-    Taps: the outputs of the stages named in ``tap_stages``, then ``fc<fc_units>``.
+    Taps: the outputs of the stages named in ``tap_stages``, the GAP (``gap``) with ``gap_tap``,
+    then ``fc<fc_units>``.
     """
     x = _conv_bn(x, 16, 3, 1, f"{stem_name}_conv")
     taps = {}
@@ -95,9 +99,12 @@ def _resnet(
         if stage_name in tap_stages:
             taps[stage_name] = x
     gap = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if gap_tap:
+        taps["gap"] = gap
     fc_name = f"fc{fc_units}"
     fc = keras.layers.Dense(fc_units, name=fc_name)(gap)
-    fc = keras.layers.ReLU(name=f"{fc_name}_relu")(fc)
+    if fc_relu:
+        fc = keras.layers.ReLU(name=f"{fc_name}_relu")(fc)
     taps[fc_name] = fc
     logits = keras.layers.Dense(num_classes, name="fc_logits")(fc)
     return logits, taps
@@ -127,6 +134,31 @@ def resnet110(x, num_classes: int):
         stage_names=("layer2", "layer3", "layer4"),
         tap_stages=("layer3", "layer4"),
         fc_units=1024,
+    )
+
+
+@registry.register("resnet110_official")
+def resnet110_official(x, num_classes: int):
+    """The network of the released PCL code, which it calls ResNet-110 (``depth=110``) but which
+    has 18 bottleneck blocks per stage (164 layers): the same blocks, stem and widths as
+    :func:`resnet110`, with two parameter-free taps and no ReLU after FC(1024).
+
+    Taps: ``gap`` (the 256-d GAP of the last stage) and ``fc1024`` (FC(1024) on it, linear),
+    the two depths the released code puts its proximity losses on (branches ``"gap,fc1024"``).
+    Stage names are ``layer1..3`` as there. Not reproduced: PyTorch's initialisers (its convs are
+    N(0, 2/fan_out), its linear layers uniform); the convs here are Keras' He-normal.
+    """
+    return _resnet(
+        x,
+        num_classes,
+        layout=BOTTLENECK,
+        blocks_per_stage=18,
+        stem_name="stem",
+        stage_names=("layer1", "layer2", "layer3"),
+        tap_stages=(),
+        fc_units=1024,
+        gap_tap=True,
+        fc_relu=False,
     )
 
 
