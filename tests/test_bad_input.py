@@ -128,16 +128,11 @@ def listing(root):
 @pytest.mark.parametrize("command, args, setup, message", CASES,
                          ids=[f"{c}:{' '.join(a)[:60]}" for c, a, _, _ in CASES])
 def test_bad_invocation(command, args, setup, message, tmp_path):
-    if setup:
-        setup(str(tmp_path))
-    before = listing(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", f"pcl_tf.cli.{command}", *args], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=180, env={**os.environ, "TFDS_DATA_DIR": str(tmp_path / "tfds")})
-    errors = [line for line in proc.stderr.splitlines() if line.startswith(f"pcl-{command}: error:")]
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    assert listing(tmp_path) == before  # nothing written or overwritten
+    status, line, unchanged, stderr = _run_case(command, args, setup, str(tmp_path))
+    assert status == 2, stderr[-2000:]
+    assert line.startswith(f"pcl-{command}: error:") and message in line, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert unchanged  # nothing written or overwritten
 
 
 @pytest.mark.parametrize("command, flag", [("train", "--workdir"), ("attack", "--method"), ("export", "--export_dir")])
@@ -148,3 +143,31 @@ def test_help_lists_the_commands_own_flags(command, flag, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert flag in proc.stdout and "Try --helpfull" not in proc.stdout
     assert os.listdir(tmp_path) == []
+
+
+def _run_case(command, args, setup, root):
+    """One row of the table: a fresh process in an empty directory; returns (status, the error
+    line, whether the directory is unchanged, all of stderr)."""
+    if setup:
+        setup(root)
+    before = listing(root)
+    proc = subprocess.run([sys.executable, "-m", f"pcl_tf.cli.{command}", *args], capture_output=True, text=True,
+                          cwd=root, timeout=300, env={**os.environ, "TFDS_DATA_DIR": os.path.join(root, "tfds")})
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(f"pcl-{command}: error:")]
+    line = errors[0] if len(errors) == 1 else proc.stderr.strip()[-300:]
+    return proc.returncode, line, listing(root) == before, proc.stderr
+
+
+if __name__ == "__main__":
+    # The table of the issue notes: `python tests/test_bad_input.py` runs every row once more and
+    # prints it as Markdown (the assertions are the test's; this only shows what the user sees).
+    import tempfile
+
+    print("| # | command | exit | the one line printed | nothing written |")
+    print("|---|---|---|---|---|")
+    for number, (command, args, setup, _) in enumerate(CASES, 1):
+        with tempfile.TemporaryDirectory() as root:
+            status, line, unchanged, _ = _run_case(command, args, setup, root)
+        shown = " ".join(args).replace("|", "\\|")
+        print(f"| {number} | `pcl-{command} {shown}` | {status} | {line.replace('|', '/')} | {'yes' if unchanged else 'NO'} |",
+              flush=True)
