@@ -53,7 +53,6 @@ from pcl_tf.models import registry
 INPUT_NAME = "images"
 SIGNATURE_FLOAT = "serving_default"
 SIGNATURE_UINT8 = "serving_uint8"
-OUTPUT_NAMES = ("probabilities", "logits", "class_ids", "prototype_class_ids")
 METADATA_DIR = "assets.extra"
 METADATA_FILE = "metadata.json"
 REPORTS_DIR = "reports"

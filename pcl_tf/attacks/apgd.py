@@ -35,7 +35,6 @@ Losses (``z`` the logits, ``π`` the classes sorted by decreasing logit), from
 :mod:`pcl_tf.attacks.core`:
 
 * ``ce``: cross-entropy;
-* ``dlr``: ``−(z_y − max_{i≠y} z_i) / (z_π1 − z_π3 + 1e-12)``;
 * ``dlr-t``: ``−(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 1e-12)`` for the target class ``t``.
 
 With fewer than 4 classes the missing ``z_πk`` are taken as the smallest logit.
@@ -62,25 +61,16 @@ import tensorflow as tf
 from pcl_tf import compiled
 from pcl_tf.attacks import core, validation
 
-__all__ = ["apgd_ce", "apgd_t", "apgd", "pgd_restarts", "checkpoints", "dlr_loss"]
+__all__ = ["apgd_ce", "apgd_t", "pgd_restarts", "checkpoints"]
 
 NORMS = validation.NORMS
-LOSSES = ("ce", "dlr", "dlr-t")
+LOSSES = ("ce", "dlr-t")
 MOMENTUM = 0.75  # α of the paper
-
-
-def dlr_loss(logits, y):
-    """Untargeted DLR, per sample: ``−(z_y − max_{i≠y} z_i) / (z_π1 − z_π3 + 1e-12)``."""
-    logits = tf.cast(logits, tf.float32)
-    top = core._sorted_logits(logits, 3)
-    return -core.margin(logits, y) / (top[:, 0] - top[:, 2] + 1e-12)
 
 
 def _per_sample_loss(kind, logits, y, target):
     if kind == "ce":
         return core.cross_entropy(logits, y)
-    if kind == "dlr":
-        return dlr_loss(logits, y)
     return core.dlr_targeted(logits, y, target)
 
 
@@ -245,12 +235,6 @@ def _apgd(model_fn, x, y, eps, steps, restarts, norm, seed, rho, loss, n_target_
             best[idx] = np.maximum(best[idx], loss_best)
             fooled[idx[hit]] = True
     return tf.constant(out), fooled
-
-
-def apgd(model_fn, x, y, eps, steps=100, restarts=1, norm="linf", seed=None, rho=0.75, loss="ce",
-         n_target_classes=9):
-    """APGD with ``loss`` ``ce``, ``dlr`` or ``dlr-t`` (targeted, ``n_target_classes`` targets)."""
-    return _apgd(model_fn, x, y, eps, steps, restarts, norm, seed, rho, loss, n_target_classes)[0]
 
 
 def apgd_ce(model_fn, x, y, eps, steps=100, restarts=1, norm="linf", seed=None, rho=0.75):

@@ -13,7 +13,7 @@ Every attack is a function ``attack(model_fn, x, y, **params) -> x_adv`` where
 Arguments are validated up front (``ValueError`` with a one-line message), which reads the values
 of ``x``: call these functions eagerly, not inside a ``tf.function``.
 
-The L∞ attacks (``fgsm``, ``bim``, ``mim``, ``pgd``, ``spsa``) keep ``max |x_adv - x| <= eps``;
+The L∞ attacks (``fgsm``, ``bim``, ``mim``, ``pgd``) keep ``max |x_adv - x| <= eps``;
 ``cw_l2`` is an L2 *minimum-distortion* attack and has no ε-ball.
 
 CleverHans 4.0.0 was written for TF 2 with Keras 2 and NumPy 1. What breaks and how it is fixed
@@ -51,14 +51,6 @@ here (each fix is repeated at the line that applies it):
    tensor forward and backward). Fix: ``_CarliniWagnerL2.gradient`` hands CleverHans' gradient
    the per-example constant (the values CleverHans' binary search keeps consistent sit at
    ``const[k, 0, 0, 0]``, or at ``const[k, 0, 0, k]`` once its update has broadcast the array).
-7. SPSA: ``SPSAAdam.__init__`` calls ``super().__init__(lr=lr)`` and ``_apply_gradients`` reads
-   ``self.lr``; Keras 3's Adam only knows ``learning_rate``. Fix: ``_SPSAAdam`` below calls Adam
-   with ``learning_rate=`` and exposes ``lr`` as an alias. CleverHans' ``spsa`` constructs its
-   optimizer internally, so ``spsa`` here repeats its six-line body (margin loss +
-   ``projected_optimization``) with the fixed optimizer.
-8. SPSA: ``spsa`` accepts only a batch of one (``x.get_shape()[0] != 1`` raises) and calls
-   ``x.get_shape()`` (fails on NumPy arrays); ``spsa`` here loops over the batch on tensors.
-
 ``fast_gradient_method`` and ``momentum_iterative_method`` work unchanged (MIM's own
 ``sanity_checks`` pass on NumPy 2; it gets ``sanity_checks=False`` as the checks are done here).
 """
@@ -74,13 +66,12 @@ from cleverhans.tf2.attacks.carlini_wagner_l2 import CarliniWagnerL2
 from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
 from cleverhans.tf2.attacks.momentum_iterative_method import momentum_iterative_method
 from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
-from cleverhans.tf2.attacks.spsa import SPSAAdam, margin_logit_loss, projected_optimization
 
 from pcl_tf import compiled
 from pcl_tf.attacks import validation
 from pcl_tf.attacks.validation import CLIP_MAX, CLIP_MIN
 
-__all__ = ["fgsm", "bim", "mim", "pgd", "cw_l2", "spsa"]
+__all__ = ["fgsm", "bim", "mim", "pgd", "cw_l2"]
 
 
 # --------------------------------------------------------------------------- L∞ gradient attacks
@@ -286,96 +277,3 @@ def _cw_instance(model_fn, settings):
         return attack
 
     return compiled.once_per(model_fn, ("cw-l2",) + tuple(sorted(settings.items())), build)
-
-
-# --------------------------------------------------------------------------- SPSA
-
-
-class _SPSAAdam(SPSAAdam):
-    """CleverHans ``SPSAAdam`` on Keras 3.
-
-    CleverHans: ``super(SPSAAdam, self).__init__(lr=lr)`` in ``SPSAAdam.__init__`` – Keras 3's Adam
-    takes ``learning_rate=`` only (``lr`` is an unknown keyword), and ``SPSAAdam._apply_gradients``
-    reads ``self.lr``, which Keras 3 no longer defines.
-    """
-
-    def __init__(
-        self, lr=0.01, delta=0.01, num_samples=128, num_iters=1, compare_to_analytic_grad=False
-    ):
-        keras.optimizers.Adam.__init__(self, learning_rate=float(lr))  # skips SPSAAdam's lr= call
-        assert num_samples % 2 == 0, "number of samples must be even"
-        # The rest of SPSAAdam.__init__, unchanged.
-        self._delta = delta
-        self._num_samples = num_samples // 2  # Since we mirror +/- delta later
-        self._num_iters = num_iters
-        self._compare_to_analytic_grad = compare_to_analytic_grad
-
-    @property
-    def lr(self):
-        return self.learning_rate
-
-
-def spsa(
-    model_fn,
-    x,
-    y,
-    eps,
-    nb_iter,
-    learning_rate=0.01,
-    delta=0.01,
-    spsa_samples=128,
-    spsa_iters=1,
-    early_stop_loss_threshold=None,
-    seed=None,
-):
-    """SPSA, L∞, gradient-free (Uesato, O'Donoghue, van den Oord & Kohli, ICML 2018, "Adversarial
-    Risk and the Dangers of Evaluating Against Weak Attacks"): ``nb_iter`` Adam steps on the margin
-    logit loss with gradients estimated from ``spsa_samples`` ± ``delta`` Rademacher probes (times
-    ``spsa_iters``), from a uniform random start, projected onto the ε-ball and [0, 1].
-
-    CleverHans' SPSA handles **one example at a time** (batch size 1): this function loops over
-    the batch, so it costs ``N * nb_iter * spsa_samples * spsa_iters`` forward passes and needs no
-    gradients (it sees through gradient masking). ``spsa_samples`` must be even. ``seed`` calls
-    ``tf.random.set_seed`` first (CleverHans draws its noise without a seed argument).
-
-    Fixes: ``_SPSAAdam`` (Keras 3 ``learning_rate=`` / ``lr``); CleverHans' ``spsa`` builds its own
-    broken optimizer, so its body (margin loss + ``projected_optimization``) is repeated here.
-    """
-    eps = validation.check_eps(eps)
-    nb_iter = validation.check_positive_int("nb_iter", nb_iter)
-    learning_rate = validation.check_positive("learning_rate", learning_rate)
-    delta = validation.check_positive("delta", delta)
-    spsa_samples = validation.check_positive_int("spsa_samples", spsa_samples)
-    if spsa_samples % 2:
-        raise ValueError(f"spsa_samples must be even (probes are mirrored), got {spsa_samples}")
-    spsa_iters = validation.check_positive_int("spsa_iters", spsa_iters)
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"seed must be an integer or None, got {seed!r}")
-        tf.random.set_seed(int(seed))
-    x, y = validation.check_x_y(x, y)
-
-    optimizer = _SPSAAdam(
-        lr=learning_rate, delta=delta, num_samples=spsa_samples, num_iters=spsa_iters
-    )
-
-    def loss_fn(x_batch, label):  # = the loss_fn inside CleverHans' spsa, untargeted
-        logits = model_fn(x_batch)
-        return -margin_logit_loss(logits, label, nb_classes=logits.shape[-1])
-
-    # CleverHans: `if x.get_shape().as_list()[0] != 1: raise ValueError` in spsa – one at a time.
-    advs = [
-        projected_optimization(
-            loss_fn,
-            x[i : i + 1],
-            y[i : i + 1],
-            eps,
-            nb_iter,
-            optimizer,
-            CLIP_MIN,
-            CLIP_MAX,
-            early_stop_loss_threshold,
-        )
-        for i in range(x.shape[0])
-    ]
-    return tf.concat(advs, axis=0)
