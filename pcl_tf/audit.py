@@ -27,15 +27,18 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from pcl_tf.attacks import core
+from pcl_tf.attacks import core, registry
 
-ONE_STEP = ("fgsm",)
-ITERATIVE = ("bim", "mim", "pgd", "apgd-ce", "apgd-t", "pgd-restarts")
-STRONG = ("apgd-t", "apgd-ce", "adaptive", "feature", "pgd-restarts")
-GRADIENT_FREE = ("square",)
+# The attack groups the checks compare, derived from the attack table (pcl_tf.attacks.registry).
+ONE_STEP = registry.names(lambda a: a.kind == registry.ONE_STEP)
+# Gradient attacks on the logits (the attacks that know the prototypes are compared in STRONG).
+ITERATIVE = registry.names(lambda a: a.kind == registry.ITERATIVE and a.model == "logits")
+# What the paper's PGD is held against, in the order the audit names one on equal accuracy.
+STRONG = tuple(sorted(registry.names(lambda a: a.strong_rank > 0), key=lambda m: registry.BY_NAME[m].strong_rank))
+GRADIENT_FREE = registry.names(lambda a: a.kind == registry.GRADIENT_FREE)
 # Not bounded by ε (C&W-L2): a success there says nothing about the ε threat model, so it never
 # stands in for the white-box side of a comparison.
-OUTSIDE_EPS = ("cw",)
+OUTSIDE_EPS = registry.names(lambda a: not a.eps_bounded)
 
 # Tolerances, in accuracy points (fractions): sampling noise on a few hundred images is ~2-3 points.
 TOLERANCE = 0.02

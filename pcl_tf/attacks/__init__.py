@@ -10,6 +10,10 @@ import importlib
 
 _REGISTRY_NAMES = (
     "ADAPTIVE_METHODS",
+    "BY_NAME",
+    "LABELS",
+    "SPECS",
+    "AttackSpec",
     "METHODS",
     "NORMS",
     "PAPER_METHODS",
