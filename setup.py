@@ -1,10 +1,20 @@
 """Installs pcl_tf: the library, its configs (as ``pcl_tf.configs``) and the console scripts."""
 
+import re
+
 import setuptools
+
+
+def _version() -> str:
+    """``__version__`` from pcl_tf/_version.py, read as text: importing pcl_tf here would need its
+    dependencies before they are installed."""
+    with open("pcl_tf/_version.py", encoding="utf-8") as f:
+        return re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
+
 
 setuptools.setup(
     name="pcl_tf",
-    version="0.1.0",
+    version=_version(),
     description=(
         "Prototype Conformity Loss (Mustafa et al., ICCV 2019) for TensorFlow/Keras 3, "
         "with honest adversarial evaluation."

@@ -1,80 +1,24 @@
-"""Adversarial examples made inside the training graph (paper Sec. 5.1, Algorithm 1).
-
-Pure TensorFlow, traceable inside ``train_step`` (and per replica under ``tf.distribute``):
-
-* :func:`fgsm` — one signed-gradient step of size ε (Goodfellow et al., 2015).
-* :func:`pgd`  — L∞ PGD (Madry et al., 2018): a uniform random start in the ε-ball, ``steps``
-  signed-gradient steps, each followed by projection onto the ε-ball around the clean image and
-  onto [0, 1]. The same iteration as CleverHans' ``projected_gradient_descent`` (a test checks
-  they agree on the same inputs and random start); written here so that ε can be a tensor drawn
-  per batch inside the compiled step, which CleverHans' Python-side checks do not allow.
+"""Adversarial training's augmentation (paper Sec. 5.1, Algorithm 1): which batch a step trains on.
 
 :class:`AdversarialAugmentation` draws ε per batch (uniformly from ``[eps_min, eps_max]``, or
 fixed when they are equal, Madry-style), makes the adversarial copies against the *current*
-model in inference mode (BatchNorm statistics untouched), and returns the batch the update is
-computed on: clean and adversarial halves (batch doubled, labels duplicated), or the adversarial
-images alone.
+model in inference mode (BatchNorm statistics untouched) with the in-graph FGSM/PGD of
+:mod:`pcl_tf.attacks.core` (ε may be a tensor drawn per batch inside the compiled step, which
+CleverHans' Python-side checks do not allow), and returns the batch the update is computed on:
+clean and adversarial halves (batch doubled, labels duplicated), or the adversarial images alone.
+
+``fgsm`` and ``pgd`` here are the core's (one implementation for training and evaluation).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
 
 import tensorflow as tf
 
-LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (x, y) -> scalar loss to maximise
+from pcl_tf.attacks.core import LossFn, fgsm, pgd  # noqa: F401  (fgsm, pgd: re-exported for callers)
 
 METHODS = ("none", "fgsm", "pgd")
-
-
-def _signed_gradient(loss_fn: LossFn, x, y):
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        loss = loss_fn(x, y)
-    return tf.sign(tf.stop_gradient(tape.gradient(loss, x)))
-
-
-def fgsm(loss_fn: LossFn, x, y, eps) -> tf.Tensor:
-    """``clip(x + eps * sign(grad_x loss), 0, 1)``; ``eps`` may be a tensor."""
-    x = tf.convert_to_tensor(x)
-    eps = tf.cast(eps, x.dtype)
-    return tf.clip_by_value(x + eps * _signed_gradient(loss_fn, x, y), 0.0, 1.0)
-
-
-def pgd(loss_fn: LossFn, x, y, eps, steps: int, step_size, random_start: bool = True, seed=None,
-        start_radius=None, project: bool = True):
-    """L∞ PGD from a uniform random start; every iterate stays in the ε-ball and in [0, 1].
-
-    ``seed``: None draws the start from TensorFlow's global random state (as CleverHans does);
-    a shape-(2,) integer tensor draws it statelessly from that seed, so that one compiled
-    function gives a different, reproducible start per seed (random restarts).
-
-    The single-step training attacks are this function with other settings, not other code:
-    "fast" adversarial training (Wong, Rice & Kolter, ICLR 2020) is ``steps=1``,
-    ``step_size=1.25 ε`` from the uniform start; N-FGSM (de Jorge et al., NeurIPS 2022) is
-    ``steps=1``, ``step_size=ε``, ``start_radius=2 ε`` and ``project=False`` — its larger noise and
-    unclipped step are what keep single-step training from catastrophic overfitting.
-    ``start_radius`` (default ε) is the half-width of the uniform start; ``project=False`` keeps
-    the iterate in [0, 1] only, not in the ε-ball.
-    """
-    x = tf.convert_to_tensor(x)
-    eps = tf.cast(eps, x.dtype)
-    step_size = tf.cast(step_size, x.dtype)
-    radius = eps if start_radius is None else tf.cast(start_radius, x.dtype)
-    if random_start and seed is not None:
-        x_adv = x + tf.random.stateless_uniform(tf.shape(x), seed, -radius, radius, dtype=x.dtype)
-    elif random_start:
-        x_adv = x + tf.random.uniform(tf.shape(x), -radius, radius, dtype=x.dtype)
-    else:
-        x_adv = x
-    x_adv = tf.clip_by_value(x_adv, 0.0, 1.0)
-    for _ in range(int(steps)):  # unrolled: `steps` is a config constant
-        x_adv = x_adv + step_size * _signed_gradient(loss_fn, x_adv, y)
-        if project:
-            x_adv = x + tf.clip_by_value(x_adv - x, -eps, eps)
-        x_adv = tf.clip_by_value(x_adv, 0.0, 1.0)
-    return tf.stop_gradient(x_adv)
 
 
 @dataclasses.dataclass(frozen=True)

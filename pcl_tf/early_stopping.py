@@ -21,7 +21,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from pcl_tf import adversarial, io_utils
+from pcl_tf import io_utils
+from pcl_tf.attacks import core
 
 BEST_FILE = "best_robust.json"  # in the kept copy: which epoch it is and its validation accuracies
 
@@ -55,13 +56,12 @@ class RobustValidation(keras.callbacks.Callback):
         twin = self.model.inference_model()
 
         def ce(x, y):
-            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=y, logits=tf.cast(twin(x, training=False), tf.float32)))
+            return core.mean_cross_entropy(twin(x, training=False), y)
 
         @tf.function
         def counts(x, y, seed):
             y = tf.cast(y, tf.int32)
-            x_adv = adversarial.pgd(ce, x, y, self.eps, self.steps, 2.5 * self.eps / self.steps, seed=seed)
+            x_adv = core.pgd(ce, x, y, self.eps, self.steps, 2.5 * self.eps / self.steps, seed=seed)
 
             def correct(images):
                 predictions = tf.argmax(twin(images, training=False), 1, output_type=tf.int32)

@@ -47,13 +47,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pcl_tf import data, experiment, io_utils
+from pcl_tf import data, experiment, io_utils, losses
 from pcl_tf.models import registry
 
 INPUT_NAME = "images"
 SIGNATURE_FLOAT = "serving_default"
 SIGNATURE_UINT8 = "serving_uint8"
-OUTPUT_NAMES = ("probabilities", "logits", "class_ids", "prototype_class_ids")
 METADATA_DIR = "assets.extra"
 METADATA_FILE = "metadata.json"
 REPORTS_DIR = "reports"
@@ -164,12 +163,9 @@ class ServingModule(tf.Module):
             "class_ids": tf.argmax(logits, axis=-1, output_type=tf.int64),
         }
         if self.prototypes is not None:
-            # Eq. 6 as PrototypeConformityLoss.nearest_prototype computes it: squared Euclidean
-            # distances by broadcasting (exact for small distances), the nearest class.
-            features = tf.cast(outputs["features"], tf.float32)
-            diff = tf.expand_dims(features, 1) - tf.expand_dims(self.prototypes, 0)
-            distances = tf.reduce_sum(tf.square(diff), axis=-1)
-            result["prototype_class_ids"] = tf.argmin(distances, axis=-1, output_type=tf.int64)
+            # Eq. 6, the same function training's predictions use.
+            result["prototype_class_ids"] = losses.nearest_prototype(outputs["features"], self.prototypes,
+                                                                     output_type=tf.int64)
         return result
 
 

@@ -57,6 +57,18 @@ def _pairwise_distances(a: tf.Tensor, b: tf.Tensor, squared: bool) -> tf.Tensor:
     return squared_distances if squared else tf.sqrt(squared_distances + _EPS)
 
 
+def nearest_prototype(features, prototypes, excluded=None, output_type=tf.int32) -> tf.Tensor:
+    """Eq. 6: per feature vector (B, d), the class whose prototype (K, d) is nearest in Euclidean
+    distance. ``excluded`` (B,) class ids never chosen (the attacks' "nearest *wrong* class").
+
+    The one implementation of the rule: training's predictions, the exported SavedModel and the
+    feature-space attack all call it."""
+    distances = _pairwise_distances(tf.cast(features, tf.float32), tf.convert_to_tensor(prototypes), squared=True)
+    if excluded is not None:
+        distances += tf.one_hot(excluded, tf.shape(distances)[1]) * 1e30
+    return tf.argmin(distances, axis=1, output_type=output_type)
+
+
 @keras.saving.register_keras_serializable(package="pcl_tf")
 class PrototypeConformityLoss(keras.layers.Layer):
     """Trainable class prototypes of one depth and the loss that pulls features to them.
@@ -143,10 +155,7 @@ class PrototypeConformityLoss(keras.layers.Layer):
 
     def nearest_prototype(self, features) -> tf.Tensor:
         """Eq. 6: the class whose prototype is nearest to each feature vector (int32)."""
-        distances = _pairwise_distances(
-            tf.cast(features, tf.float32), tf.convert_to_tensor(self.prototypes), squared=True
-        )
-        return tf.argmin(distances, axis=1, output_type=tf.int32)
+        return nearest_prototype(features, self.prototypes)
 
     def centroid_gradient_scales(self) -> Dict[str, float]:
         """Factor each centroid variable's gradient is multiplied by before the centroid step.

@@ -24,6 +24,7 @@ import tensorflow as tf
 from absl import logging
 
 from pcl_tf import adversarial, losses
+from pcl_tf.attacks import core
 from pcl_tf.models import registry
 
 
@@ -177,19 +178,14 @@ class PCLModel(keras.Model):
             kl = _mean_kl(logits[:half], logits[half:])
             outputs = {name: value[:half] for name, value in outputs.items()}
             y = y[:half]
-        ce = _mean_ce(y, outputs[registry.LOGITS])
+        ce = core.mean_cross_entropy(outputs[registry.LOGITS], y)
         terms = {"ce": ce}
         total = ce
         if kl is not None:
             terms["kl"] = kl
             total += self.trades_beta * kl
-        for name in self.aux_logit_names:
-            total += self.branch_ce_weight * self.pc_active * _mean_ce(y, outputs[name])
-        for name, layer in zip(self.feature_names, self.pc_layers):
-            term = layer(outputs[name], y)
-            terms[layer.name] = term
-            total += self.pc_active * term
-        terms["loss"] = total
+        # The branch CE heads and PC terms: the function the adaptive attack maximises too.
+        terms["loss"] = core.add_prototype_terms(self, outputs, y, total, self.pc_active, terms)
         terms["logits"] = outputs[registry.LOGITS]
         terms["labels"] = y  # the clean half's with trades_pairs
         return terms
@@ -230,7 +226,7 @@ class PCLModel(keras.Model):
         mode, so the attack's passes leave BatchNorm statistics untouched."""
         if self.attack_loss == "joint":
             return self.compute_losses(x, y, training=False)["loss"]
-        return _mean_ce(y, self.network(x, training=False)[registry.LOGITS])
+        return core.mean_cross_entropy(self.network(x, training=False)[registry.LOGITS], y)
 
     def _trades_loss_to_attack(self, x_clean):
         """KL(p(x_clean) || p(x')) as a function of x', the clean prediction held fixed."""
@@ -317,12 +313,6 @@ def _mean_kl(logits_p, logits_q):
     """Batch mean of KL(softmax(p) || softmax(q)), summed over classes (TRADES' KL term)."""
     log_p = tf.nn.log_softmax(logits_p)
     return tf.reduce_mean(tf.reduce_sum(tf.exp(log_p) * (log_p - tf.nn.log_softmax(logits_q)), axis=-1))
-
-
-def _mean_ce(labels, logits):
-    return tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=tf.cast(logits, tf.float32))
-    )
 
 
 class PCLSchedule(keras.callbacks.Callback):

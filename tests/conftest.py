@@ -34,6 +34,7 @@ SLOW_TESTS = {
     "test_fresh_process_without_pcl_tf_reproduces_keras",
     "test_cli_exports_the_requested_version",
     "test_audit_passes_an_adversarially_trained_model",
+    "test_docs_example_runs_as_written",  # trains, attacks and exports CNN-6 (~1-2 min)
 }
 
 

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from pcl_tf import adversarial, audit, robustness, training
+from pcl_tf.attacks import registry
 from synthetic import robust_and_non_robust, stripes
 from test_robustness import FakeConfig, tiny_network
 
@@ -89,3 +90,13 @@ def test_report_level_checks():
     assert audit.check_white_vs_black_box(report(0.3, pgd=0.4), [transfer]).status == "pass"
     stats = audit.check_model_statistics({"restart_accuracies": [0.30, 0.42]})
     assert stats[0].status == "flag" and "spread 12.0 points" in stats[0].detail
+
+
+def test_attack_groups_come_from_the_attack_table():
+    """The audit's groups are derived from pcl_tf.attacks.registry, and are the ones it used."""
+    assert audit.ONE_STEP == ("fgsm",)
+    assert audit.ITERATIVE == ("bim", "mim", "pgd", "apgd-ce", "apgd-t", "pgd-restarts")
+    assert audit.STRONG == ("apgd-t", "apgd-ce", "adaptive", "feature", "pgd-restarts")
+    assert audit.GRADIENT_FREE == ("square",)
+    assert audit.OUTSIDE_EPS == ("cw",)
+    assert audit.PGD_LABEL not in registry.LABELS.values()  # the audit's own PGD has its own name

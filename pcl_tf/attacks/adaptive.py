@@ -1,11 +1,13 @@
 """Attacks that know the defence: they see the prototypes, not only the logits.
 
 A defence is only as good as the best attack that knows it (Athalye et al., ICML 2018; Tramèr
-et al., NeurIPS 2020). Two attacks aimed at PCL, both L∞ PGD from a random start (the iteration
-of :func:`pcl_tf.adversarial.pgd`) with a different objective:
+et al., NeurIPS 2020). Two attacks aimed at PCL, both L∞ PGD from a random start (:func:`pcl_tf.attacks.core.pgd`,
+the iteration adversarial training uses) with a different objective:
 
-* ``adaptive`` — the paper's adaptive white-box attack (Table 3): maximise CE + Σ_l L_PC^l, the
-  whole training objective, with the prototypes known. Against a softmax model it is CE-PGD.
+* ``adaptive`` — the paper's adaptive white-box attack (Table 3): maximise the whole training
+  objective CE + Σ branch CE + Σ_l L_PC^l (:func:`pcl_tf.attacks.core.joint_objective`, the very
+  function training computes its loss with), with the prototypes known. Against a softmax model
+  it is CE-PGD.
 * ``feature`` — a feature-space attack: pull every supervised feature f_l(x) to the prototype
   of the *nearest wrong class* (chosen per image on the deepest layer at the clean image),
   i.e. maximise −Σ_l ||f_l(x) − w^l_t||. It aims at exactly what PCL claims to protect: the
@@ -16,43 +18,31 @@ Both take the :class:`pcl_tf.training.PCLModel` and run in inference mode.
 
 from __future__ import annotations
 
-import weakref
 from typing import Optional
 
 import tensorflow as tf
 
-from pcl_tf import adversarial
-from pcl_tf.attacks import cleverhans_compat as ch
-
-
-_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+from pcl_tf import compiled, losses
+from pcl_tf.attacks import core, validation
 
 
 def _compiled_pgd(model, objective, steps: int):
     """One tf.function per (model, objective, steps), kept while the model lives: tracing
     anew for every batch would cost more than the attack itself."""
-    per_model = _COMPILED.setdefault(model, {})
-    key = (objective.__name__, steps)
-    if key not in per_model:
 
+    def build():
         @tf.function(reduce_retracing=True)
         def run(x, y, target, eps, step_size, seed):
-            return adversarial.pgd(lambda v, t: objective(model, v, t, target), x, y, eps, steps, step_size,
-                                   seed=seed)
+            return core.pgd(lambda v, t: objective(model, v, t, target), x, y, eps, steps, step_size, seed=seed)
 
-        per_model[key] = run
-    return per_model[key]
+        return run
+
+    return compiled.once_per(model, ("adaptive", objective.__name__, steps), build)
 
 
 def _joint_objective(model, x, y, target):
-    """CE + Σ PC of the model's own objective, PC terms on regardless of the warm-up switch."""
-    outputs = model.network(x, training=False)
-    total = tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=tf.cast(outputs["logits"], tf.float32))
-    )
-    for name, layer in zip(model.feature_names, model.pc_layers):
-        total += layer(outputs[name], y)
-    return total
+    """The training objective, PC terms (and branch CE heads) on regardless of the warm-up switch."""
+    return core.joint_objective(model, x, y, pc_weight=1.0)
 
 
 def _feature_objective(model, x, y, target):
@@ -68,18 +58,15 @@ def _feature_objective(model, x, y, target):
 def nearest_wrong_prototype(model, x, y) -> tf.Tensor:
     """Per image, the class ≠ y whose prototype is nearest to the deepest supervised feature."""
     layer, name = model.pc_layers[-1], model.feature_names[-1]
-    features = tf.cast(model.network(x, training=False)[name], tf.float32)
-    prototypes = tf.convert_to_tensor(layer.prototypes)
-    distances = tf.reduce_sum(tf.square(features[:, None, :] - prototypes[None]), axis=-1)
-    distances += tf.one_hot(y, layer.num_classes) * 1e30  # never the true class
-    return tf.argmin(distances, axis=1, output_type=tf.int32)
+    features = model.network(x, training=False)[name]
+    return losses.nearest_prototype(features, layer.prototypes, excluded=y)
 
 
 def _run(model, objective, x, y, eps, steps, step_size, seed: Optional[int]):
-    eps = ch._check_eps(eps)
-    steps = ch._check_positive_int("steps", steps)
-    step_size = ch._check_step_size(step_size, eps)
-    x, y = ch._check_x_y(x, y)
+    eps = validation.check_eps(eps)
+    steps = validation.check_positive_int("steps", steps)
+    step_size = validation.check_step_size(step_size, eps)
+    x, y = validation.check_x_y(x, y)
     y = tf.cast(y, tf.int32)
     # A stateless random start from (seed, 0): the same seed gives the same start in any process
     # and whatever ran before (no seed: a fresh draw every call).

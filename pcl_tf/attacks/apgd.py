@@ -31,18 +31,19 @@ clean-misclassified ones are returned as they are). APGD-T (AutoAttack's targete
 DLR loss) runs once per target class — the ``n_target_classes`` highest non-true logits at the
 clean image — again only on the points still robust.
 
-Losses (``z`` the logits, ``π`` the classes sorted by decreasing logit):
+Losses (``z`` the logits, ``π`` the classes sorted by decreasing logit), from
+:mod:`pcl_tf.attacks.core`:
 
 * ``ce``: cross-entropy;
-* ``dlr``: ``−(z_y − max_{i≠y} z_i) / (z_π1 − z_π3 + 1e-12)``;
 * ``dlr-t``: ``−(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 1e-12)`` for the target class ``t``.
 
-With fewer than 4 (DLR-T) or 3 (DLR) classes the missing ``z_πk`` are taken as the smallest
-logit.
+With fewer than 4 classes the missing ``z_πk`` are taken as the smallest logit.
 
 :func:`pgd_restarts` is L∞ CE-PGD (Madry et al., ICLR 2018) from several random starts, each on
 the points not yet fooled, returning the first adversarial iterate seen per sample.
 
+The projection, the random start, the steepest-ascent direction and the losses are the attack
+core's (:mod:`pcl_tf.attacks.core`); APGD's step-size schedule and momentum are its own.
 Each attack is compiled once per (model, attack, steps, image shape) — batch size free — and kept
 while the model lives. Conventions are those of :mod:`pcl_tf.attacks.cleverhans_compat`:
 ``model_fn`` returns logits, ``x`` float32 in [0, 1], ``y`` the true labels; arguments are checked
@@ -53,97 +54,24 @@ ops keyed on ``seed``: the same seed gives the same result, and TF's global seed
 from __future__ import annotations
 
 import math
-import numbers
-import weakref
+
 import numpy as np
 import tensorflow as tf
 
-from pcl_tf.attacks import cleverhans_compat as ch
+from pcl_tf import compiled
+from pcl_tf.attacks import core, validation
 
-__all__ = ["apgd_ce", "apgd_t", "apgd", "pgd_restarts", "checkpoints", "dlr_loss", "dlr_targeted_loss"]
+__all__ = ["apgd_ce", "apgd_t", "pgd_restarts", "checkpoints"]
 
-NORMS = ("linf", "l2")
-LOSSES = ("ce", "dlr", "dlr-t")
+NORMS = validation.NORMS
+LOSSES = ("ce", "dlr-t")
 MOMENTUM = 0.75  # α of the paper
-_TINY = 1e-12
-
-_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-# --------------------------------------------------------------------------- losses
-
-
-def _sorted_logits(logits, k):
-    """The ``k`` largest logits per row, descending; rows shorter than ``k`` repeat their minimum."""
-    classes = logits.shape[-1]
-    top = tf.math.top_k(logits, k=min(k, classes)).values
-    if classes < k:
-        top = tf.concat([top, tf.repeat(top[:, -1:], k - classes, axis=1)], axis=1)
-    return top
-
-
-def dlr_loss(logits, y):
-    """Untargeted DLR, per sample: ``−(z_y − max_{i≠y} z_i) / (z_π1 − z_π3 + 1e-12)``."""
-    logits = tf.cast(logits, tf.float32)
-    true = tf.gather(logits, y, axis=1, batch_dims=1)
-    other = tf.reduce_max(logits - 1e30 * tf.one_hot(y, logits.shape[-1]), axis=1)
-    top = _sorted_logits(logits, 3)
-    return -(true - other) / (top[:, 0] - top[:, 2] + _TINY)
-
-
-def dlr_targeted_loss(logits, y, target):
-    """Targeted DLR, per sample: ``−(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 1e-12)``."""
-    logits = tf.cast(logits, tf.float32)
-    true = tf.gather(logits, y, axis=1, batch_dims=1)
-    goal = tf.gather(logits, target, axis=1, batch_dims=1)
-    top = _sorted_logits(logits, 4)
-    return -(true - goal) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + _TINY)
 
 
 def _per_sample_loss(kind, logits, y, target):
     if kind == "ce":
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=tf.cast(logits, tf.float32))
-    if kind == "dlr":
-        return dlr_loss(logits, y)
-    return dlr_targeted_loss(logits, y, target)
-
-
-# --------------------------------------------------------------------------- geometry
-
-
-def _per_sample(v):
-    """A per-sample vector ``(N,)`` shaped to broadcast against images ``(N, H, W, C)``."""
-    return tf.reshape(v, [-1, 1, 1, 1])
-
-
-def _l2(v):
-    return tf.sqrt(tf.reduce_sum(tf.square(v), axis=[1, 2, 3]))
-
-
-def _project(norm, x, x_adv, eps):
-    """Onto the ε-ball around ``x``, then onto [0, 1] (which keeps it inside the ball)."""
-    delta = x_adv - x
-    if norm == "linf":
-        delta = tf.clip_by_value(delta, -eps, eps)
-    else:
-        delta *= _per_sample(tf.minimum(1.0, eps / (_l2(delta) + _TINY)))
-    return tf.clip_by_value(x + delta, 0.0, 1.0)
-
-
-def _direction(norm, grad):
-    if norm == "linf":
-        return tf.sign(grad)
-    return grad / _per_sample(_l2(grad) + _TINY)
-
-
-def _random_start(norm, x, eps, seed):
-    shape = tf.shape(x)
-    if norm == "linf":
-        noise = tf.random.stateless_uniform(shape, seed, -1.0, 1.0) * eps
-    else:
-        noise = tf.random.stateless_normal(shape, seed)
-        noise *= _per_sample(eps / (_l2(noise) + _TINY))
-    return _project(norm, x, x + noise, eps)
+        return core.cross_entropy(logits, y)
+    return core.dlr_targeted(logits, y, target)
 
 
 def checkpoints(steps: int):
@@ -161,13 +89,6 @@ def checkpoints(steps: int):
 # --------------------------------------------------------------------------- compiled runs
 
 
-def _compiled(model_fn, key, build):
-    per_model = _COMPILED.setdefault(model_fn, {})
-    if key not in per_model:
-        per_model[key] = build()
-    return per_model[key]
-
-
 def _apgd_graph(model_fn, norm: str, loss: str, steps: int, image_shape):
     """A tf.function running one APGD restart on a batch; see the module docstring."""
     marks = checkpoints(steps)
@@ -182,22 +103,17 @@ def _apgd_graph(model_fn, norm: str, loss: str, steps: int, image_shape):
     labels = tf.TensorSpec([None], tf.int32)
 
     def loss_and_grad(x_adv, y, target):
-        with tf.GradientTape() as tape:
-            tape.watch(x_adv)
-            logits = model_fn(x_adv)
-            per_sample = _per_sample_loss(loss, logits, y, target)
-            total = tf.reduce_sum(per_sample)  # samples are independent: per-sample gradients
-        grad = tf.stop_gradient(tape.gradient(total, x_adv))
-        fooled = tf.argmax(logits, axis=1, output_type=tf.int32) != y
-        return tf.stop_gradient(per_sample), grad, fooled
+        logits, per_sample, grad = core.logits_and_gradient(
+            model_fn, lambda z, t, g: _per_sample_loss(loss, z, t, g), x_adv, y, target)
+        return per_sample, grad, core.misclassified(logits, y)
 
     @tf.function(input_signature=[spec, labels, labels, tf.TensorSpec([], tf.float32),
                                   tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int32)])
     def run(x, y, target, eps, rho, seed):
         n = tf.shape(x)[0]
-        x0 = _random_start(norm, x, eps, seed)
+        x0 = core.random_start(x, eps, seed, norm)
         loss0, grad0, fooled = loss_and_grad(x0, y, target)
-        x_adv_found = tf.where(_per_sample(fooled), x0, x)
+        x_adv_found = tf.where(core.per_sample(fooled), x0, x)
         eta = tf.fill([n], 2.0 * eps)
         state = dict(
             x_cur=x0, x_prev=x0, grad=grad0, loss_cur=loss0,
@@ -208,16 +124,16 @@ def _apgd_graph(model_fn, norm: str, loss: str, steps: int, image_shape):
         for k in tf.range(steps):
             s = state
             alpha = tf.where(k == 0, 1.0, MOMENTUM)
-            z = _project(norm, x, s["x_cur"] + _per_sample(s["eta"]) * _direction(norm, s["grad"]), eps)
-            x_new = _project(
-                norm, x, s["x_cur"] + alpha * (z - s["x_cur"]) + (1.0 - alpha) * (s["x_cur"] - s["x_prev"]), eps
+            z = core.project(x, s["x_cur"] + core.per_sample(s["eta"]) * core.direction(norm, s["grad"]), eps, norm)
+            x_new = core.project(
+                x, s["x_cur"] + alpha * (z - s["x_cur"]) + (1.0 - alpha) * (s["x_cur"] - s["x_prev"]), eps, norm
             )
             loss_new, grad_new, fooled_new = loss_and_grad(x_new, y, target)
-            x_found = tf.where(_per_sample(fooled_new), x_new, s["x_found"])
+            x_found = tf.where(core.per_sample(fooled_new), x_new, s["x_found"])
             increases = s["increases"] + tf.cast(loss_new > s["loss_cur"], tf.float32)
             better = loss_new > s["loss_best"]
-            x_best = tf.where(_per_sample(better), x_new, s["x_best"])
-            grad_best = tf.where(_per_sample(better), grad_new, s["grad_best"])
+            x_best = tf.where(core.per_sample(better), x_new, s["x_best"])
+            grad_best = tf.where(core.per_sample(better), grad_new, s["grad_best"])
             loss_best = tf.where(better, loss_new, s["loss_best"])
             x_prev, x_cur, grad, loss_cur = s["x_cur"], x_new, grad_new, loss_new
             eta, best_at_check, reduced_at_check = s["eta"], s["best_at_check"], s["reduced_at_check"]
@@ -226,7 +142,7 @@ def _apgd_graph(model_fn, norm: str, loss: str, steps: int, image_shape):
                 stalled = tf.logical_and(~reduced_at_check, loss_best <= best_at_check)  # condition 2
                 reduce = tf.logical_or(too_few, stalled)
                 eta = tf.where(reduce, eta / 2.0, eta)
-                back = _per_sample(reduce)
+                back = core.per_sample(reduce)
                 x_cur = tf.where(back, x_best, x_cur)
                 x_prev = tf.where(back, x_best, x_prev)  # no momentum out of a restart
                 grad = tf.where(back, grad_best, grad)
@@ -239,70 +155,35 @@ def _apgd_graph(model_fn, norm: str, loss: str, steps: int, image_shape):
                 x_found=x_found, fooled=tf.logical_or(s["fooled"], fooled_new), eta=eta,
                 increases=increases, best_at_check=best_at_check, reduced_at_check=reduced_at_check,
             )
-        x_out = tf.where(_per_sample(state["fooled"]), state["x_found"], state["x_best"])
+        x_out = tf.where(core.per_sample(state["fooled"]), state["x_found"], state["x_best"])
         return x_out, state["loss_best"], state["fooled"]
 
     return run
 
 
 def _pgd_graph(model_fn, steps: int, image_shape):
-    """A tf.function running one L∞ CE-PGD restart, keeping the first adversarial iterate."""
+    """A tf.function running one L∞ CE-PGD restart (the core's start and step), keeping the
+    first adversarial iterate."""
     spec = tf.TensorSpec([None, *image_shape], tf.float32)
 
     @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.float32),
                                   tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int32)])
     def run(x, y, eps, step_size, seed):
-        x_adv = _random_start("linf", x, eps, seed)
+        x_adv = core.random_start(x, eps, seed)
         x_found = x
         fooled = tf.zeros([tf.shape(x)[0]], tf.bool)
         for _ in tf.range(steps):
-            with tf.GradientTape() as tape:
-                tape.watch(x_adv)
-                logits = model_fn(x_adv)
-                loss = tf.reduce_sum(_per_sample_loss("ce", logits, y, None))
-            first = tf.logical_and(tf.argmax(logits, axis=1, output_type=tf.int32) != y, ~fooled)
-            x_found = tf.where(_per_sample(first), x_adv, x_found)
+            logits, _, grad = core.logits_and_gradient(model_fn, core.cross_entropy, x_adv, y)
+            first = tf.logical_and(core.misclassified(logits, y), ~fooled)
+            x_found = tf.where(core.per_sample(first), x_adv, x_found)
             fooled = tf.logical_or(fooled, first)
-            step = step_size * tf.sign(tf.stop_gradient(tape.gradient(loss, x_adv)))
-            x_adv = _project("linf", x, x_adv + step, eps)
-        last = tf.logical_and(tf.argmax(model_fn(x_adv), axis=1, output_type=tf.int32) != y, ~fooled)
-        x_found = tf.where(_per_sample(last), x_adv, x_found)
+            x_adv = core.ascent_step(x, x_adv, grad, step_size, eps)
+        last = tf.logical_and(core.misclassified(model_fn(x_adv), y), ~fooled)
+        x_found = tf.where(core.per_sample(last), x_adv, x_found)
         fooled = tf.logical_or(fooled, last)
-        return tf.where(_per_sample(fooled), x_found, x_adv), fooled
+        return tf.where(core.per_sample(fooled), x_found, x_adv), fooled
 
     return run
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _check_norm(norm):
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    return norm
-
-
-def _check_radius(eps, norm):
-    """L∞: ``ch._check_eps`` (a number in [0, 1]); L2: any non-negative number."""
-    if norm == "linf":
-        return ch._check_eps(eps)
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
-        raise ValueError(f"eps must be a non-negative number (L2 radius, pixel units), got {eps!r}")
-    return float(eps)
-
-
-def _check_seed(seed):
-    if seed is None:
-        return int(np.random.default_rng().integers(2**31 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed must be an integer or None, got {seed!r}")
-    return int(seed) % (2**31 - 1)
-
-
-def _check_fraction(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < value <= 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
-    return float(value)
 
 
 # --------------------------------------------------------------------------- public attacks
@@ -311,29 +192,29 @@ def _check_fraction(name, value):
 def _apgd(model_fn, x, y, eps, steps, restarts, norm, seed, rho, loss, n_target_classes=None):
     """Validated APGD; returns ``(x_adv, fooled)`` — the adversarial tensor and, per sample, whether
     any iterate of any run misclassified it (clean mistakes count as fooled)."""
-    norm = _check_norm(norm)
-    eps = _check_radius(eps, norm)
-    steps = ch._check_positive_int("steps", steps)
-    restarts = ch._check_positive_int("restarts", restarts)
-    rho = _check_fraction("rho", rho)
-    seed = _check_seed(seed)
+    norm = validation.check_norm(norm)
+    eps = validation.check_radius(eps, norm)
+    steps = validation.check_positive_int("steps", steps)
+    restarts = validation.check_positive_int("restarts", restarts)
+    rho = validation.check_fraction("rho", rho)
+    seed = validation.draw_seed(seed)
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    x, y = ch._check_x_y(x, y)
+    x, y = validation.check_x_y(x, y)
     logits = model_fn(x)
     classes = int(logits.shape[-1])
     if int(tf.reduce_max(y)) >= classes:
         raise ValueError(f"labels must be < the model's {classes} classes, got {int(tf.reduce_max(y))}")
 
     if loss == "dlr-t":
-        n_target_classes = min(ch._check_positive_int("n_target_classes", n_target_classes), classes - 1)
-        masked = tf.cast(logits, tf.float32) - 1e30 * tf.one_hot(y, classes)
+        n_target_classes = min(validation.check_positive_int("n_target_classes", n_target_classes), classes - 1)
+        masked = core.without_true_class(tf.cast(logits, tf.float32), y)
         targets = tf.math.top_k(masked, k=n_target_classes).indices.numpy().astype(np.int32)
     else:
         targets = np.zeros((x.shape[0], 1), np.int32)
 
-    graph = _compiled(model_fn, ("apgd", norm, loss, steps, tuple(x.shape[1:])),
-                      lambda: _apgd_graph(model_fn, norm, loss, steps, tuple(x.shape[1:])))
+    graph = compiled.once_per(model_fn, ("apgd", norm, loss, steps, tuple(x.shape[1:])),
+                              lambda: _apgd_graph(model_fn, norm, loss, steps, tuple(x.shape[1:])))
     x_np, y_np = x.numpy(), y.numpy()
     out = x_np.copy()
     fooled = tf.argmax(logits, axis=1, output_type=tf.int32).numpy() != y_np  # clean mistakes: done
@@ -356,12 +237,6 @@ def _apgd(model_fn, x, y, eps, steps, restarts, norm, seed, rho, loss, n_target_
     return tf.constant(out), fooled
 
 
-def apgd(model_fn, x, y, eps, steps=100, restarts=1, norm="linf", seed=None, rho=0.75, loss="ce",
-         n_target_classes=9):
-    """APGD with ``loss`` ``ce``, ``dlr`` or ``dlr-t`` (targeted, ``n_target_classes`` targets)."""
-    return _apgd(model_fn, x, y, eps, steps, restarts, norm, seed, rho, loss, n_target_classes)[0]
-
-
 def apgd_ce(model_fn, x, y, eps, steps=100, restarts=1, norm="linf", seed=None, rho=0.75):
     """APGD on the cross-entropy (AutoAttack's first attack): ``restarts`` runs of ``steps``
     iterations, L∞ or L2 ball of radius ``eps``. Returns float32 ``x_adv`` in the ball and [0, 1]."""
@@ -380,14 +255,14 @@ def pgd_restarts(model_fn, x, y, eps, steps=10, step_size=None, restarts=5, seed
     """L∞ CE-PGD from ``restarts`` uniform random starts, each on the samples not fooled yet;
     ``step_size`` defaults to 2.5·ε/steps (Madry et al.). Returns per sample the first
     adversarial iterate found, else the last iterate of the last restart."""
-    eps = ch._check_eps(eps)
-    steps = ch._check_positive_int("steps", steps)
-    step_size = 2.5 * eps / steps if step_size is None else ch._check_step_size(step_size, eps)
-    restarts = ch._check_positive_int("restarts", restarts)
-    seed = _check_seed(seed)
-    x, y = ch._check_x_y(x, y)
+    eps = validation.check_eps(eps)
+    steps = validation.check_positive_int("steps", steps)
+    step_size = 2.5 * eps / steps if step_size is None else validation.check_step_size(step_size, eps)
+    restarts = validation.check_positive_int("restarts", restarts)
+    seed = validation.draw_seed(seed)
+    x, y = validation.check_x_y(x, y)
     shape = tuple(x.shape[1:])
-    graph = _compiled(model_fn, ("pgd", steps, shape), lambda: _pgd_graph(model_fn, steps, shape))
+    graph = compiled.once_per(model_fn, ("pgd-restarts", steps, shape), lambda: _pgd_graph(model_fn, steps, shape))
     x_np, y_np = x.numpy(), y.numpy()
     out = x_np.copy()
     fooled = np.zeros(len(x_np), bool)

@@ -13,7 +13,7 @@ Every attack is a function ``attack(model_fn, x, y, **params) -> x_adv`` where
 Arguments are validated up front (``ValueError`` with a one-line message), which reads the values
 of ``x``: call these functions eagerly, not inside a ``tf.function``.
 
-The L∞ attacks (``fgsm``, ``bim``, ``mim``, ``pgd``, ``spsa``) keep ``max |x_adv - x| <= eps``;
+The L∞ attacks (``fgsm``, ``bim``, ``mim``, ``pgd``) keep ``max |x_adv - x| <= eps``;
 ``cw_l2`` is an L2 *minimum-distortion* attack and has no ε-ball.
 
 CleverHans 4.0.0 was written for TF 2 with Keras 2 and NumPy 1. What breaks and how it is fixed
@@ -22,7 +22,7 @@ here (each fix is repeated at the line that applies it):
 1. BIM / PGD: ``projected_gradient_descent`` ends with ``assert np.all(asserts)`` over a list mixing
    image-shaped boolean tensors and Python bools; NumPy 2 refuses to build that ragged array
    ("inhomogeneous shape"). Fix: ``sanity_checks=False``; the same checks (x in [0, 1], 0 <= ε <= 1)
-   are done up front by this module's validation.
+   are done up front by :mod:`pcl_tf.attacks.validation`.
 2. BIM / PGD: ``assert eps_iter <= eps`` at the top of ``projected_gradient_descent``. The step is
    passed as ``min(step_size, eps)`` (under L∞ a larger step is cut back to the ball anyway), which
    also lets ``eps=0`` return the input unchanged.
@@ -43,7 +43,7 @@ here (each fix is repeated at the line that applies it):
    ``modifier`` variable, which a built Keras 3 optimizer rejects ("Unknown variable"). So this
    module splits the batch itself and gives each chunk a fresh optimizer (the attack object, whose
    compiled gradient is traced once, is reused for every chunk and call with the same settings).
-8. C&W-L2: ``const = tf.ones(shape) * self.initial_const`` in ``_attack`` gives the trade-off
+6. C&W-L2: ``const = tf.ones(shape) * self.initial_const`` in ``_attack`` gives the trade-off
    constant the *image's* shape (B, H, W, C), and ``loss_fn`` multiplies it by the per-example
    misclassification loss of shape (B,): the product broadcasts to (B, H, W, B), so the
    misclassification term is weighted by c·B·H·W instead of c. The attack then depends on the
@@ -51,14 +51,6 @@ here (each fix is repeated at the line that applies it):
    tensor forward and backward). Fix: ``_CarliniWagnerL2.gradient`` hands CleverHans' gradient
    the per-example constant (the values CleverHans' binary search keeps consistent sit at
    ``const[k, 0, 0, 0]``, or at ``const[k, 0, 0, k]`` once its update has broadcast the array).
-6. SPSA: ``SPSAAdam.__init__`` calls ``super().__init__(lr=lr)`` and ``_apply_gradients`` reads
-   ``self.lr``; Keras 3's Adam only knows ``learning_rate``. Fix: ``_SPSAAdam`` below calls Adam
-   with ``learning_rate=`` and exposes ``lr`` as an alias. CleverHans' ``spsa`` constructs its
-   optimizer internally, so ``spsa`` here repeats its six-line body (margin loss +
-   ``projected_optimization``) with the fixed optimizer.
-7. SPSA: ``spsa`` accepts only a batch of one (``x.get_shape()[0] != 1`` raises) and calls
-   ``x.get_shape()`` (fails on NumPy arrays); ``spsa`` here loops over the batch on tensors.
-
 ``fast_gradient_method`` and ``momentum_iterative_method`` work unchanged (MIM's own
 ``sanity_checks`` pass on NumPy 2; it gets ``sanity_checks=False`` as the checks are done here).
 """
@@ -66,7 +58,6 @@ here (each fix is repeated at the line that applies it):
 from __future__ import annotations
 
 import numbers
-import weakref
 
 import keras
 import numpy as np
@@ -75,62 +66,12 @@ from cleverhans.tf2.attacks.carlini_wagner_l2 import CarliniWagnerL2
 from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
 from cleverhans.tf2.attacks.momentum_iterative_method import momentum_iterative_method
 from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
-from cleverhans.tf2.attacks.spsa import SPSAAdam, margin_logit_loss, projected_optimization
 
-__all__ = ["fgsm", "bim", "mim", "pgd", "cw_l2", "spsa"]
+from pcl_tf import compiled
+from pcl_tf.attacks import validation
+from pcl_tf.attacks.validation import CLIP_MAX, CLIP_MIN
 
-CLIP_MIN = 0.0
-CLIP_MAX = 1.0
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _check_x_y(x, y):
-    """Return ``(x, y)`` as tensors (float32 images, int32 labels) or raise ValueError."""
-    dtype = x.dtype if isinstance(x, (tf.Tensor, tf.Variable)) else getattr(x, "dtype", None)
-    if dtype is None or tf.as_dtype(dtype) != tf.float32:
-        raise ValueError(f"x must be float32, got dtype {dtype}")
-    x = tf.convert_to_tensor(x)
-    if x.shape.rank != 4 or x.shape[0] == 0:
-        raise ValueError(f"x must be a non-empty rank-4 batch (N, H, W, C), got {tuple(x.shape)}")
-    x_min, x_max = float(tf.reduce_min(x)), float(tf.reduce_max(x))
-    if not (CLIP_MIN <= x_min and x_max <= CLIP_MAX):  # also rejects NaN
-        raise ValueError(f"x must lie in [0, 1], got values in [{x_min:g}, {x_max:g}]")
-    y_np = np.asarray(y)
-    if y_np.shape != (x.shape[0],):
-        raise ValueError(
-            f"y must be integer labels of shape ({x.shape[0]},) to match x, got shape {y_np.shape}"
-        )
-    if not np.issubdtype(y_np.dtype, np.integer) or (y_np < 0).any():
-        raise ValueError(f"y must hold non-negative integer class labels, got dtype {y_np.dtype}")
-    return x, tf.constant(y_np, dtype=tf.int32)
-
-
-def _check_eps(eps):
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0.0 <= eps <= 1.0:
-        raise ValueError(f"eps must be a number in [0, 1] (pixel units), got {eps!r}")
-    return float(eps)
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_step_size(step_size, eps):
-    # step_size 0 is accepted only with eps 0 ("no attack"): a default step of eps/10 is then 0.
-    if eps == 0.0 and isinstance(step_size, numbers.Real) and not isinstance(step_size, bool):
-        if step_size == 0:
-            return 0.0
-    return _check_positive("step_size", step_size)
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
+__all__ = ["fgsm", "bim", "mim", "pgd", "cw_l2"]
 
 
 # --------------------------------------------------------------------------- L∞ gradient attacks
@@ -142,8 +83,8 @@ def fgsm(model_fn, x, y, eps):
 
     CleverHans ``fast_gradient_method`` works unchanged on Keras 3.
     """
-    eps = _check_eps(eps)
-    x, y = _check_x_y(x, y)
+    eps = validation.check_eps(eps)
+    x, y = validation.check_x_y(x, y)
     return fast_gradient_method(
         model_fn, x, eps, np.inf, clip_min=CLIP_MIN, clip_max=CLIP_MAX, y=y, targeted=False
     )
@@ -177,10 +118,10 @@ def bim(model_fn, x, y, eps, steps, step_size):
 
     = CleverHans ``basic_iterative_method`` (PGD without random start) with ``sanity_checks=False``.
     """
-    eps = _check_eps(eps)
-    steps = _check_positive_int("steps", steps)
-    step_size = _check_step_size(step_size, eps)
-    x, y = _check_x_y(x, y)
+    eps = validation.check_eps(eps)
+    steps = validation.check_positive_int("steps", steps)
+    step_size = validation.check_step_size(step_size, eps)
+    x, y = validation.check_x_y(x, y)
     return _pgd(model_fn, x, y, eps, steps, step_size, rand_init=False)
 
 
@@ -193,14 +134,14 @@ def pgd(model_fn, x, y, eps, steps, step_size, rand_init=True, seed=None):
     ``tf.random.set_seed(seed)`` first – CleverHans draws it with ``tf.random.uniform`` without a
     seed argument, so the global seed is the only handle. It resets TF's global random state.
     """
-    eps = _check_eps(eps)
-    steps = _check_positive_int("steps", steps)
-    step_size = _check_step_size(step_size, eps)
+    eps = validation.check_eps(eps)
+    steps = validation.check_positive_int("steps", steps)
+    step_size = validation.check_step_size(step_size, eps)
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise ValueError(f"seed must be an integer or None, got {seed!r}")
         tf.random.set_seed(int(seed))
-    x, y = _check_x_y(x, y)
+    x, y = validation.check_x_y(x, y)
     return _pgd(model_fn, x, y, eps, steps, step_size, rand_init=bool(rand_init))
 
 
@@ -211,12 +152,12 @@ def mim(model_fn, x, y, eps, steps, step_size, decay=1.0):
     CleverHans ``momentum_iterative_method`` works unchanged; ``sanity_checks=False`` because the
     same checks are done here.
     """
-    eps = _check_eps(eps)
-    steps = _check_positive_int("steps", steps)
-    step_size = _check_step_size(step_size, eps)
+    eps = validation.check_eps(eps)
+    steps = validation.check_positive_int("steps", steps)
+    step_size = validation.check_step_size(step_size, eps)
     if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or decay < 0:
         raise ValueError(f"decay must be a non-negative number, got {decay!r}")
-    x, y = _check_x_y(x, y)
+    x, y = validation.check_x_y(x, y)
     return momentum_iterative_method(
         model_fn,
         x,
@@ -283,15 +224,15 @@ def cw_l2(
     ``self.optimizer.variables()``; ``targeted = False`` after construction; one chunk per call
     with its own labels and optimizer; the constant per example (``_CarliniWagnerL2``).
     """
-    c = _check_positive("c", c)
-    steps = _check_positive_int("steps", steps)
-    learning_rate = _check_positive("learning_rate", learning_rate)
-    binary_search_steps = _check_positive_int("binary_search_steps", binary_search_steps)
+    c = validation.check_positive("c", c)
+    steps = validation.check_positive_int("steps", steps)
+    learning_rate = validation.check_positive("learning_rate", learning_rate)
+    binary_search_steps = validation.check_positive_int("binary_search_steps", binary_search_steps)
     if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or confidence < 0:
         raise ValueError(f"confidence must be a non-negative number, got {confidence!r}")
     if batch_size is not None:
-        batch_size = _check_positive_int("batch_size", batch_size)
-    x, y = _check_x_y(x, y)
+        batch_size = validation.check_positive_int("batch_size", batch_size)
+    x, y = validation.check_x_y(x, y)
     x_np, y_np = x.numpy(), y.numpy()
     n = x_np.shape[0]
     batch_size = n if batch_size is None else batch_size
@@ -313,7 +254,7 @@ def cw_l2(
 
 
 class _CarliniWagnerL2(CarliniWagnerL2):
-    """CleverHans' C&W-L2 with its trade-off constant per example (fix 8 of the module docstring)."""
+    """CleverHans' C&W-L2 with its trade-off constant per example (fix 6 of the module docstring)."""
 
     @tf.function
     def gradient(self, x, y, modifier, const):
@@ -323,112 +264,16 @@ class _CarliniWagnerL2(CarliniWagnerL2):
         return CarliniWagnerL2.gradient.python_function(self, x, y, modifier, per_example)
 
 
-# model -> {settings: CarliniWagnerL2}. CleverHans compiles C&W's gradient as a tf.function
-# traced per attack object; reusing the object for every batch of an evaluation traces it once
-# instead of once per batch (a few seconds each time on CPU).
-_CW_ATTACKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
 def _cw_instance(model_fn, settings):
-    key = tuple(sorted(settings.items()))
-    per_model = _CW_ATTACKS.setdefault(model_fn, {})
-    if key not in per_model:
+    """One attack object per (model, settings), kept while the model lives: CleverHans compiles
+    C&W's gradient as a tf.function traced per attack object, so reusing the object for every
+    batch of an evaluation traces it once instead of once per batch (a few seconds each on CPU)."""
+
+    def build():
         attack = _CarliniWagnerL2(model_fn, y=np.zeros(1, np.int64), **settings)
         # CleverHans: `self.targeted = y is not None` in CarliniWagnerL2.__init__ ignores the
         # `targeted` argument; with the true labels it would attack *towards* them (returns x).
         attack.targeted = False
-        per_model[key] = attack
-    return per_model[key]
+        return attack
 
-
-# --------------------------------------------------------------------------- SPSA
-
-
-class _SPSAAdam(SPSAAdam):
-    """CleverHans ``SPSAAdam`` on Keras 3.
-
-    CleverHans: ``super(SPSAAdam, self).__init__(lr=lr)`` in ``SPSAAdam.__init__`` – Keras 3's Adam
-    takes ``learning_rate=`` only (``lr`` is an unknown keyword), and ``SPSAAdam._apply_gradients``
-    reads ``self.lr``, which Keras 3 no longer defines.
-    """
-
-    def __init__(
-        self, lr=0.01, delta=0.01, num_samples=128, num_iters=1, compare_to_analytic_grad=False
-    ):
-        keras.optimizers.Adam.__init__(self, learning_rate=float(lr))  # skips SPSAAdam's lr= call
-        assert num_samples % 2 == 0, "number of samples must be even"
-        # The rest of SPSAAdam.__init__, unchanged.
-        self._delta = delta
-        self._num_samples = num_samples // 2  # Since we mirror +/- delta later
-        self._num_iters = num_iters
-        self._compare_to_analytic_grad = compare_to_analytic_grad
-
-    @property
-    def lr(self):
-        return self.learning_rate
-
-
-def spsa(
-    model_fn,
-    x,
-    y,
-    eps,
-    nb_iter,
-    learning_rate=0.01,
-    delta=0.01,
-    spsa_samples=128,
-    spsa_iters=1,
-    early_stop_loss_threshold=None,
-    seed=None,
-):
-    """SPSA, L∞, gradient-free (Uesato, O'Donoghue, van den Oord & Kohli, ICML 2018, "Adversarial
-    Risk and the Dangers of Evaluating Against Weak Attacks"): ``nb_iter`` Adam steps on the margin
-    logit loss with gradients estimated from ``spsa_samples`` ± ``delta`` Rademacher probes (times
-    ``spsa_iters``), from a uniform random start, projected onto the ε-ball and [0, 1].
-
-    CleverHans' SPSA handles **one example at a time** (batch size 1): this function loops over
-    the batch, so it costs ``N * nb_iter * spsa_samples * spsa_iters`` forward passes and needs no
-    gradients (it sees through gradient masking). ``spsa_samples`` must be even. ``seed`` calls
-    ``tf.random.set_seed`` first (CleverHans draws its noise without a seed argument).
-
-    Fixes: ``_SPSAAdam`` (Keras 3 ``learning_rate=`` / ``lr``); CleverHans' ``spsa`` builds its own
-    broken optimizer, so its body (margin loss + ``projected_optimization``) is repeated here.
-    """
-    eps = _check_eps(eps)
-    nb_iter = _check_positive_int("nb_iter", nb_iter)
-    learning_rate = _check_positive("learning_rate", learning_rate)
-    delta = _check_positive("delta", delta)
-    spsa_samples = _check_positive_int("spsa_samples", spsa_samples)
-    if spsa_samples % 2:
-        raise ValueError(f"spsa_samples must be even (probes are mirrored), got {spsa_samples}")
-    spsa_iters = _check_positive_int("spsa_iters", spsa_iters)
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"seed must be an integer or None, got {seed!r}")
-        tf.random.set_seed(int(seed))
-    x, y = _check_x_y(x, y)
-
-    optimizer = _SPSAAdam(
-        lr=learning_rate, delta=delta, num_samples=spsa_samples, num_iters=spsa_iters
-    )
-
-    def loss_fn(x_batch, label):  # = the loss_fn inside CleverHans' spsa, untargeted
-        logits = model_fn(x_batch)
-        return -margin_logit_loss(logits, label, nb_classes=logits.shape[-1])
-
-    # CleverHans: `if x.get_shape().as_list()[0] != 1: raise ValueError` in spsa – one at a time.
-    advs = [
-        projected_optimization(
-            loss_fn,
-            x[i : i + 1],
-            y[i : i + 1],
-            eps,
-            nb_iter,
-            optimizer,
-            CLIP_MIN,
-            CLIP_MAX,
-            early_stop_loss_threshold,
-        )
-        for i in range(x.shape[0])
-    ]
-    return tf.concat(advs, axis=0)
+    return compiled.once_per(model_fn, ("cw-l2",) + tuple(sorted(settings.items())), build)

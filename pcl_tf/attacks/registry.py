@@ -1,4 +1,6 @@
-"""Attack names -> functions, and the paper's default parameters per dataset (paper Sec. 5, Table 2).
+"""The attack table: one :class:`AttackSpec` per attack, and everything else derived from it — the
+method lists, the norms, the paper's default parameters per dataset, the bound attack functions,
+and the audit's groups (:mod:`pcl_tf.audit`).
 
 Every attack is an :class:`Attack`: a function ``(model, x, y) -> x_adv`` with its parameters
 bound, plus whether it needs the prototypes. Inputs and outputs are float32 images in [0, 1] and
@@ -24,19 +26,118 @@ from typing import Callable, Dict, Optional
 from pcl_tf.attacks import adaptive, apgd, square
 from pcl_tf.attacks import cleverhans_compat as ch
 
-# Order of the paper's Table 2, then the attacks that know the defence.
-PAPER_METHODS = ("fgsm", "bim", "cw", "mim", "pgd")
-ADAPTIVE_METHODS = ("adaptive", "feature")
-# AutoAttack's standard order (APGD-CE, APGD-T, Square), then PGD with random restarts.
-STRONG_METHODS = ("apgd-ce", "apgd-t", "square", "pgd-restarts")
-METHODS = PAPER_METHODS + ADAPTIVE_METHODS + STRONG_METHODS
-NORMS = {"fgsm": "linf", "bim": "linf", "mim": "linf", "pgd": "linf", "cw": "l2", "adaptive": "linf", "feature": "linf",
-         "apgd-ce": "linf", "apgd-t": "linf", "square": "linf", "pgd-restarts": "linf"}
-_FUNCTIONS = {
-    "fgsm": ch.fgsm, "bim": ch.bim, "mim": ch.mim, "pgd": ch.pgd, "cw": ch.cw_l2,
-    "adaptive": adaptive.adaptive_pc, "feature": adaptive.feature_space,
-    "apgd-ce": apgd.apgd_ce, "apgd-t": apgd.apgd_t, "square": square.square, "pgd-restarts": apgd.pgd_restarts,
-}
+_SMALL_IMAGE_DATASETS = ("mnist", "fashion_mnist")
+
+# What an attack is, for the audit's comparisons.
+ONE_STEP, ITERATIVE, GRADIENT_FREE, MINIMUM_DISTORTION = "one-step", "iterative", "gradient-free", "minimum-distortion"
+# Which attack suite it belongs to (the --suite of pcl-attack).
+PAPER, ADAPTIVE, STRONG = "paper", "adaptive", "strong"
+
+
+def paper_eps(dataset: str) -> float:
+    return 0.3 if dataset in _SMALL_IMAGE_DATASETS else 0.03
+
+
+def paper_c(dataset: str) -> float:
+    return 10.0 if dataset in _SMALL_IMAGE_DATASETS else 0.1
+
+
+# ------------------------------------------------------------------ default parameters per attack
+# Each: (dataset, eps, steps, step_size, c) -> the attack's keyword arguments; ``eps`` is already
+# the paper's ε for the dataset unless given.
+
+
+def _eps_only(dataset, eps, steps, step_size, c):
+    return {"eps": eps}
+
+
+def _paper_iterative(dataset, eps, steps, step_size, c):
+    return {"eps": eps, "steps": 10 if steps is None else int(steps),
+            "step_size": eps / 10 if step_size is None else float(step_size)}
+
+
+def _cw(dataset, eps, steps, step_size, c):
+    return {
+        "c": paper_c(dataset) if c is None else float(c),
+        "steps": 1000 if steps is None else int(steps),
+        "learning_rate": 0.01,
+        # One run of 1000 iterations from the paper's c, not CleverHans' default of five
+        # binary-search rounds (5000 iterations: ~0.1 image/s for CNN-6 on 2 CPU cores).
+        "binary_search_steps": 1,
+    }
+
+
+def _apgd_ce(dataset, eps, steps, step_size, c):
+    return {"eps": eps, "steps": 100 if steps is None else int(steps), "restarts": 1}
+
+
+def _apgd_t(dataset, eps, steps, step_size, c):
+    return {"eps": eps, "steps": 100 if steps is None else int(steps), "n_target_classes": 9, "restarts": 1}
+
+
+def _square(dataset, eps, steps, step_size, c):
+    return {"eps": eps, "queries": 5000 if steps is None else int(steps), "p_init": 0.8}
+
+
+def _pgd_restarts(dataset, eps, steps, step_size, c):
+    steps = 10 if steps is None else int(steps)
+    return {"eps": eps, "steps": steps, "step_size": 2.5 * eps / steps if step_size is None else float(step_size),
+            "restarts": 5}
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+    """One row of the attack table."""
+
+    name: str  # the method name of pcl-attack and the reports
+    label: str  # how tables print it
+    fn: Callable  # (model, x, y, **params) -> x_adv
+    params: Callable  # (dataset, eps, steps, step_size, c) -> params: the defaults per dataset
+    norm: str  # linf | l2
+    kind: str  # ONE_STEP | ITERATIVE | GRADIENT_FREE | MINIMUM_DISTORTION
+    suite: str  # PAPER | ADAPTIVE | STRONG
+    eps_bounded: bool = True  # stays in the ε-ball: part of the ε threat model and the worst case
+    model: str = "logits"  # what it attacks: "logits" (the logits-only twin) or "pcl" (the PCLModel)
+    seeded: bool = False  # takes a ``seed`` (random start, restarts, random search)
+    cascade: bool = False  # runs only on the images every attack before it left robust (AutoAttack)
+    # Rank among the attacks the audit holds the paper's PGD against (0: not one); on equal
+    # accuracy the audit names the lowest rank.
+    strong_rank: int = 0
+
+
+# Table order: the paper's Table 2, then the attacks that know the defence, then AutoAttack's
+# standard order (APGD-CE, APGD-T, Square) and PGD with random restarts — the cascade order.
+SPECS = (
+    AttackSpec("fgsm", "FGSM", ch.fgsm, _eps_only, "linf", ONE_STEP, PAPER),
+    AttackSpec("bim", "BIM", ch.bim, _paper_iterative, "linf", ITERATIVE, PAPER),
+    AttackSpec("cw", "C&W", ch.cw_l2, _cw, "l2", MINIMUM_DISTORTION, PAPER, eps_bounded=False),
+    AttackSpec("mim", "MIM", ch.mim, _paper_iterative, "linf", ITERATIVE, PAPER),
+    AttackSpec("pgd", "PGD", ch.pgd, _paper_iterative, "linf", ITERATIVE, PAPER, seeded=True),
+    AttackSpec("adaptive", "adaptive", adaptive.adaptive_pc, _paper_iterative, "linf", ITERATIVE, ADAPTIVE,
+               model="pcl", seeded=True, strong_rank=3),
+    AttackSpec("feature", "feature", adaptive.feature_space, _paper_iterative, "linf", ITERATIVE, ADAPTIVE,
+               model="pcl", seeded=True, strong_rank=4),
+    AttackSpec("apgd-ce", "APGD-CE", apgd.apgd_ce, _apgd_ce, "linf", ITERATIVE, STRONG, seeded=True, cascade=True,
+               strong_rank=2),
+    AttackSpec("apgd-t", "APGD-T", apgd.apgd_t, _apgd_t, "linf", ITERATIVE, STRONG, seeded=True, cascade=True,
+               strong_rank=1),
+    AttackSpec("square", "Square", square.square, _square, "linf", GRADIENT_FREE, STRONG, seeded=True, cascade=True),
+    AttackSpec("pgd-restarts", "PGD-restarts", apgd.pgd_restarts, _pgd_restarts, "linf", ITERATIVE, STRONG,
+               seeded=True, cascade=True, strong_rank=5),
+)
+BY_NAME: Dict[str, AttackSpec] = {spec.name: spec for spec in SPECS}
+
+METHODS = tuple(spec.name for spec in SPECS)
+PAPER_METHODS = tuple(spec.name for spec in SPECS if spec.suite == PAPER)
+ADAPTIVE_METHODS = tuple(spec.name for spec in SPECS if spec.suite == ADAPTIVE)
+STRONG_METHODS = tuple(spec.name for spec in SPECS if spec.suite == STRONG)
+NORMS = {spec.name: spec.norm for spec in SPECS}
+LABELS = {spec.name: spec.label for spec in SPECS}
+
+
+def names(predicate: Callable[[AttackSpec], bool]):
+    """The names of the attacks ``predicate`` holds for, in table order."""
+    return tuple(spec.name for spec in SPECS if predicate(spec))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,15 +152,11 @@ class Attack:
     # not: its perturbation is minimised in L2, not bounded by ε, so it is reported on its own.
     within_eps: bool = True
 
-_SMALL_IMAGE_DATASETS = ("mnist", "fashion_mnist")
 
-
-def paper_eps(dataset: str) -> float:
-    return 0.3 if dataset in _SMALL_IMAGE_DATASETS else 0.03
-
-
-def paper_c(dataset: str) -> float:
-    return 10.0 if dataset in _SMALL_IMAGE_DATASETS else 0.1
+def _spec(method: str) -> AttackSpec:
+    if method not in BY_NAME:
+        raise ValueError(f"unknown attack {method!r}; choose one of {', '.join(METHODS)} or all")
+    return BY_NAME[method]
 
 
 def default_params(
@@ -71,44 +168,15 @@ def default_params(
     c: Optional[float] = None,
 ) -> Dict[str, float]:
     """The paper's parameters for ``method`` on ``dataset``, with any given value overriding."""
-    if method not in METHODS:
-        raise ValueError(f"unknown attack {method!r}; choose one of {', '.join(METHODS)} or all")
-    if method == "cw":
-        return {
-            "c": paper_c(dataset) if c is None else float(c),
-            "steps": 1000 if steps is None else int(steps),
-            "learning_rate": 0.01,
-            # One run of 1000 iterations from the paper's c, not CleverHans' default of five
-            # binary-search rounds (5000 iterations: ~0.1 image/s for CNN-6 on 2 CPU cores).
-            "binary_search_steps": 1,
-        }
-    eps = paper_eps(dataset) if eps is None else float(eps)
-    if method == "fgsm":
-        return {"eps": eps}
-    if method == "apgd-ce":
-        return {"eps": eps, "steps": 100 if steps is None else int(steps), "restarts": 1}
-    if method == "apgd-t":
-        return {"eps": eps, "steps": 100 if steps is None else int(steps), "n_target_classes": 9, "restarts": 1}
-    if method == "square":
-        return {"eps": eps, "queries": 5000 if steps is None else int(steps), "p_init": 0.8}
-    if method == "pgd-restarts":
-        steps = 10 if steps is None else int(steps)
-        return {"eps": eps, "steps": steps, "step_size": 2.5 * eps / steps if step_size is None else float(step_size),
-                "restarts": 5}
-    params = {
-        "eps": eps,
-        "steps": 10 if steps is None else int(steps),
-        "step_size": eps / 10 if step_size is None else float(step_size),
-    }
-    return params
+    spec = _spec(method)
+    return spec.params(dataset, paper_eps(dataset) if eps is None else float(eps), steps, step_size, c)
 
 
 def make_attack(method: str, params: Dict[str, float], seed: Optional[int] = None) -> Attack:
     """Binds ``params`` (and the random-start ``seed``) to the attack function."""
-    if method not in _FUNCTIONS:
-        raise ValueError(f"unknown attack {method!r}; choose one of {', '.join(METHODS)} or all")
+    spec = _spec(method)
     kwargs = dict(params)
-    if method in ("pgd",) + ADAPTIVE_METHODS + STRONG_METHODS and seed is not None:
+    if spec.seeded and seed is not None:
         kwargs["seed"] = seed
-    return Attack(method, functools.partial(_FUNCTIONS[method], **kwargs), method in ADAPTIVE_METHODS,
-                  cascade=method in STRONG_METHODS, within_eps=NORMS[method] == "linf")
+    return Attack(method, functools.partial(spec.fn, **kwargs), spec.model == "pcl",
+                  cascade=spec.cascade, within_eps=spec.eps_bounded)

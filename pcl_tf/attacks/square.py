@@ -23,20 +23,17 @@ model and image shape. ``seed`` seeds a NumPy generator: the same seed gives the
 from __future__ import annotations
 
 import math
-import numbers
-import weakref
 
 import numpy as np
 import tensorflow as tf
 
-from pcl_tf.attacks import cleverhans_compat as ch
+from pcl_tf import compiled
+from pcl_tf.attacks import core, validation
 
 __all__ = ["square", "p_schedule"]
 
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # of a 10 000-query run
 _RESAMPLE_TRIES = 32
-
-_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def p_schedule(p_init: float, iteration: int, queries: int) -> float:
@@ -46,32 +43,28 @@ def p_schedule(p_init: float, iteration: int, queries: int) -> float:
 
 
 def _margin_fn(model_fn, image_shape):
-    per_model = _COMPILED.setdefault(model_fn, {})
-    if image_shape not in per_model:
+    """:func:`pcl_tf.attacks.core.margin` of the model's logits, compiled once per image shape."""
 
+    def build():
         @tf.function(input_signature=[tf.TensorSpec([None, *image_shape], tf.float32),
                                       tf.TensorSpec([None], tf.int32)])
         def margin(x, y):
-            logits = tf.cast(model_fn(x), tf.float32)
-            true = tf.gather(logits, y, axis=1, batch_dims=1)
-            other = tf.reduce_max(logits - 1e30 * tf.one_hot(y, tf.shape(logits)[1]), axis=1)
-            return true - other
+            return core.margin(model_fn(x), y)
 
-        per_model[image_shape] = margin
-    return per_model[image_shape]
+        return margin
+
+    return compiled.once_per(model_fn, ("square-margin", image_shape), build)
 
 
 def square(model_fn, x, y, eps, queries=5000, p_init=0.8, seed=None):
     """Square Attack L∞ with at most ``queries`` model evaluations per sample; returns float32
     ``x_adv`` within ``eps`` of ``x`` and in [0, 1]: the first point found that fools the model,
     else the lowest-margin point seen."""
-    eps = ch._check_eps(eps)
-    queries = ch._check_positive_int("queries", queries)
-    if isinstance(p_init, bool) or not isinstance(p_init, numbers.Real) or not 0.0 < p_init <= 1.0:
-        raise ValueError(f"p_init must be a number in (0, 1], got {p_init!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise ValueError(f"seed must be an integer or None, got {seed!r}")
-    x, y = ch._check_x_y(x, y)
+    eps = validation.check_eps(eps)
+    queries = validation.check_positive_int("queries", queries)
+    p_init = validation.check_fraction("p_init", p_init)
+    validation.check_optional_seed(seed)
+    x, y = validation.check_x_y(x, y)
     rng = np.random.default_rng(seed)
     x_np, y_np = x.numpy(), y.numpy()
     n, h, w, c = x_np.shape
