@@ -16,8 +16,7 @@ import tensorflow as tf
 
 from pcl_tf import attacks, evaluation, io_utils
 
-LABELS = {"fgsm": "FGSM", "bim": "BIM", "cw": "C&W", "mim": "MIM", "pgd": "PGD", "apgd-ce": "APGD-CE",
-          "apgd-t": "APGD-T", "square": "Square", "pgd-restarts": "PGD-restarts"}
+LABELS = attacks.LABELS  # how tables print each attack: the attack table's labels
 
 
 def make_report(
@@ -258,8 +257,10 @@ def transfer_table(matrix: Dict[str, Dict[str, float]], method: str, eps: float)
     return "\n".join(lines) + "\n"
 
 
-STRONG_COLUMNS = ("adaptive", "feature", "apgd-ce", "apgd-t", "square", "pgd-restarts")
-PAPER_COLUMNS = ("fgsm", "bim", "cw", "mim", "pgd")
+# Table 2's columns are the paper's attacks; the attacks that know the defence and the strong
+# suite follow, in the attack table's order.
+PAPER_COLUMNS = attacks.PAPER_METHODS
+STRONG_COLUMNS = attacks.ADAPTIVE_METHODS + attacks.STRONG_METHODS
 
 
 def comparison_table(reports: List[Dict]) -> str:

@@ -1,6 +1,9 @@
 """The attack table (pcl_tf.attacks.registry): the lists, defaults and bound attacks derived from
 it are the ones pcl-attack has always used, and the table agrees with what the report prints."""
 
+import subprocess
+import sys
+
 import pytest
 
 from pcl_tf import attacks, report
@@ -63,7 +66,15 @@ def test_unknown_attack_is_refused():
             call()
 
 
-def test_labels_are_unique_and_agree_with_the_report():
+def test_labels_are_unique_and_the_report_reads_them_from_the_table():
     assert len(set(registry.LABELS.values())) == len(registry.LABELS)
-    for method, label in report.LABELS.items():  # report.py's own copy, until it reads the table
-        assert registry.LABELS[method] == label
+    assert report.LABELS is registry.LABELS
+    assert report.PAPER_COLUMNS + report.STRONG_COLUMNS == registry.METHODS  # every attack has its column
+
+
+def test_reading_the_table_imports_no_tensorflow():
+    """pcl-attack builds its flags and --help from the table before TensorFlow loads."""
+    code = ("import sys; from pcl_tf import attacks; attacks.METHODS, attacks.LABELS, attacks.default_params('pgd', 'mnist'); "
+            "print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
+    assert out == "False"

@@ -26,6 +26,11 @@ CASES = [
     ("export", ["--help"], 0, "--export_dir"),
     ("export", ["--workdir=run", "--export_dir=out"], 2, "does not exist"),
     ("data", ["--help"], 0, "--raw_dir"),
+    ("attack", ["--help"], 0, "--method"),
+    ("attack", ["--workdir=run", "--method=deepfool"], 2, "unknown attack 'deepfool'"),
+    ("attack", ["--workdir=run", "--eps=abc"], 2, "not a number"),
+    ("attack", ["--compare=run", "--method=pgd"], 2, "--method would be ignored with --compare"),
+    ("attack", ["--workdir=run", "--method="], 2, "--method is empty"),
 ]
 
 

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 from typing import Callable, Dict, Optional
 
-from pcl_tf.attacks import adaptive, apgd, square
-from pcl_tf.attacks import cleverhans_compat as ch
+# The table names each attack's function by "module:function" and imports it only when an attack
+# is made: reading the table (pcl-attack's flags and --help) must not import TensorFlow.
+_CH, _ADAPTIVE, _APGD, _SQUARE = ("pcl_tf.attacks.cleverhans_compat", "pcl_tf.attacks.adaptive",
+                                  "pcl_tf.attacks.apgd", "pcl_tf.attacks.square")
 
 _SMALL_IMAGE_DATASETS = ("mnist", "fashion_mnist")
 
@@ -91,7 +94,7 @@ class AttackSpec:
 
     name: str  # the method name of pcl-attack and the reports
     label: str  # how tables print it
-    fn: Callable  # (model, x, y, **params) -> x_adv
+    fn: str  # "module:function", the function (model, x, y, **params) -> x_adv
     params: Callable  # (dataset, eps, steps, step_size, c) -> params: the defaults per dataset
     norm: str  # linf | l2
     kind: str  # ONE_STEP | ITERATIVE | GRADIENT_FREE | MINIMUM_DISTORTION
@@ -108,21 +111,21 @@ class AttackSpec:
 # Table order: the paper's Table 2, then the attacks that know the defence, then AutoAttack's
 # standard order (APGD-CE, APGD-T, Square) and PGD with random restarts — the cascade order.
 SPECS = (
-    AttackSpec("fgsm", "FGSM", ch.fgsm, _eps_only, "linf", ONE_STEP, PAPER),
-    AttackSpec("bim", "BIM", ch.bim, _paper_iterative, "linf", ITERATIVE, PAPER),
-    AttackSpec("cw", "C&W", ch.cw_l2, _cw, "l2", MINIMUM_DISTORTION, PAPER, eps_bounded=False),
-    AttackSpec("mim", "MIM", ch.mim, _paper_iterative, "linf", ITERATIVE, PAPER),
-    AttackSpec("pgd", "PGD", ch.pgd, _paper_iterative, "linf", ITERATIVE, PAPER, seeded=True),
-    AttackSpec("adaptive", "adaptive", adaptive.adaptive_pc, _paper_iterative, "linf", ITERATIVE, ADAPTIVE,
+    AttackSpec("fgsm", "FGSM", f"{_CH}:fgsm", _eps_only, "linf", ONE_STEP, PAPER),
+    AttackSpec("bim", "BIM", f"{_CH}:bim", _paper_iterative, "linf", ITERATIVE, PAPER),
+    AttackSpec("cw", "C&W", f"{_CH}:cw_l2", _cw, "l2", MINIMUM_DISTORTION, PAPER, eps_bounded=False),
+    AttackSpec("mim", "MIM", f"{_CH}:mim", _paper_iterative, "linf", ITERATIVE, PAPER),
+    AttackSpec("pgd", "PGD", f"{_CH}:pgd", _paper_iterative, "linf", ITERATIVE, PAPER, seeded=True),
+    AttackSpec("adaptive", "adaptive", f"{_ADAPTIVE}:adaptive_pc", _paper_iterative, "linf", ITERATIVE, ADAPTIVE,
                model="pcl", seeded=True, strong_rank=3),
-    AttackSpec("feature", "feature", adaptive.feature_space, _paper_iterative, "linf", ITERATIVE, ADAPTIVE,
+    AttackSpec("feature", "feature", f"{_ADAPTIVE}:feature_space", _paper_iterative, "linf", ITERATIVE, ADAPTIVE,
                model="pcl", seeded=True, strong_rank=4),
-    AttackSpec("apgd-ce", "APGD-CE", apgd.apgd_ce, _apgd_ce, "linf", ITERATIVE, STRONG, seeded=True, cascade=True,
+    AttackSpec("apgd-ce", "APGD-CE", f"{_APGD}:apgd_ce", _apgd_ce, "linf", ITERATIVE, STRONG, seeded=True, cascade=True,
                strong_rank=2),
-    AttackSpec("apgd-t", "APGD-T", apgd.apgd_t, _apgd_t, "linf", ITERATIVE, STRONG, seeded=True, cascade=True,
+    AttackSpec("apgd-t", "APGD-T", f"{_APGD}:apgd_t", _apgd_t, "linf", ITERATIVE, STRONG, seeded=True, cascade=True,
                strong_rank=1),
-    AttackSpec("square", "Square", square.square, _square, "linf", GRADIENT_FREE, STRONG, seeded=True, cascade=True),
-    AttackSpec("pgd-restarts", "PGD-restarts", apgd.pgd_restarts, _pgd_restarts, "linf", ITERATIVE, STRONG,
+    AttackSpec("square", "Square", f"{_SQUARE}:square", _square, "linf", GRADIENT_FREE, STRONG, seeded=True, cascade=True),
+    AttackSpec("pgd-restarts", "PGD-restarts", f"{_APGD}:pgd_restarts", _pgd_restarts, "linf", ITERATIVE, STRONG,
                seeded=True, cascade=True, strong_rank=5),
 )
 BY_NAME: Dict[str, AttackSpec] = {spec.name: spec for spec in SPECS}
@@ -178,5 +181,7 @@ def make_attack(method: str, params: Dict[str, float], seed: Optional[int] = Non
     kwargs = dict(params)
     if spec.seeded and seed is not None:
         kwargs["seed"] = seed
-    return Attack(method, functools.partial(spec.fn, **kwargs), spec.model == "pcl",
+    module, function = spec.fn.split(":")
+    fn = getattr(importlib.import_module(module), function)
+    return Attack(method, functools.partial(fn, **kwargs), spec.model == "pcl",
                   cascade=spec.cascade, within_eps=spec.eps_bounded)

@@ -18,12 +18,17 @@ import glob
 import os
 import shutil
 
-from pcl_tf.cli import common  # sets the TensorFlow log level first
+from absl import flags
 
-import tensorflow as tf  # noqa: E402
-from absl import flags  # noqa: E402
+from pcl_tf import attacks, data, io_utils  # the attack table and the catalogue: no TensorFlow
+from pcl_tf.cli import common
 
-from pcl_tf import attacks, audit, data, experiment, io_utils, report, robustness  # noqa: E402
+# Loaded at first use, once the flags are checked (they import TensorFlow).
+tf = common.lazy_module("tensorflow")
+audit = common.lazy_module("pcl_tf.audit")
+experiment = common.lazy_module("pcl_tf.experiment")
+report = common.lazy_module("pcl_tf.report")
+robustness = common.lazy_module("pcl_tf.robustness")
 
 PROG = "pcl-attack"
 
@@ -126,6 +131,7 @@ def _refuse_ignored_flags(mode):
 
 
 def _check_flags():
+    """Every check of the flags that needs no model (common.run makes them before TensorFlow loads)."""
     mode = _mode()
     _refuse_ignored_flags(mode)
     if mode == "compare":
@@ -145,6 +151,8 @@ def _check_flags():
     if FLAGS.num_examples < 0 or FLAGS.batch_size <= 0:
         raise ValueError("--num_examples must be >= 0 and --batch_size > 0")
     _parse_eps()
+    if mode != "plot_features":
+        _methods()  # an unknown attack name
     for flag in ("output", "plot_features"):
         if FLAGS[flag].value:
             _check_writable(flag, FLAGS[flag].value)
@@ -161,7 +169,6 @@ def _check_writable(flag, path):
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}; flags look like --method=pgd")
-    _check_flags()
     if FLAGS.compare:
         return _compare()
     methods = _methods()
@@ -367,7 +374,7 @@ def _plot_features():
 
 
 def run():
-    common.run(main, PROG, errors=(ValueError, data.DatasetError))
+    common.run(main, PROG, errors=(ValueError, data.DatasetError), check_flags=_check_flags)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ modules import nothing that imports it at module level (tests/test_cli_startup.p
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import tempfile
+import types
 from typing import Callable, Dict, Sequence, Tuple, Type
 
 # PCL_TF_TF_LOGS=1 keeps every line TensorFlow's C++ side prints (for bug reports).
@@ -47,6 +49,18 @@ def _import_tensorflow_quietly() -> None:
 
 
 from absl import app, flags, logging  # noqa: E402
+
+def lazy_module(name: str) -> types.ModuleType:
+    """A stand-in for ``import name`` that imports the module at its first attribute use. The
+    CLIs name their library modules this way: those import TensorFlow, which must wait until the
+    flags are parsed and checked."""
+
+    class _Lazy(types.ModuleType):
+        def __getattr__(self, attribute):
+            return getattr(importlib.import_module(name), attribute)
+
+    return _Lazy(name)
+
 
 # Exceptions of the library that mean "the user asked for something that cannot work".
 USAGE_ERRORS: Tuple[Type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError)
