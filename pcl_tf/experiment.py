@@ -388,10 +388,9 @@ def check_workdir_matches(workdir: str, config) -> None:
         )
 
 
-# Fields a rerun of a work dir may change: how long to train (train.epochs or train.time_budget_minutes;
-# continuing a run), where
-# the data lives, and how the clean test accuracy is computed. Anything else would make the
-# checkpoints a mix of two runs.
+# Fields a rerun of a work dir may change: how long to train (train.epochs or
+# train.time_budget_minutes; continuing a run), where the data lives, and how the clean test
+# accuracy is computed. Anything else would make the checkpoints a mix of two runs.
 RESUMABLE_FIELDS = ("train.epochs", "train.time_budget_minutes", "data_dir", "eval.batch_size", "eval.num_examples")
 
 
@@ -435,6 +434,9 @@ def train_and_evaluate(
     strategy = strategy or tf.distribute.get_strategy()
     chief = distribute.is_chief(strategy)  # under multi_worker only the chief writes the work dir
     validate_config(config)
+    if is_slim_copy(workdir):
+        raise WorkdirError(f"{workdir} is a slim copy (weights without optimizer state, like the models shipped in "
+                           "models/): it evaluates and exports but does not train; give pcl-train another --workdir")
     plan = schedule.Schedule.from_config(config.train)
     data_dir = config.data_dir or None
     check_workdir_matches(workdir, config)
@@ -671,6 +673,15 @@ def load_trained(workdir: str, allow_older_checkpoint: bool = False) -> Tuple[tr
     return model, config
 
 
+SLIM_COPY_MARKER = "SLIM_COPY"
+
+
+def is_slim_copy(workdir: str) -> bool:
+    """Whether ``workdir`` is a slim copy (:func:`slim_copy`; every model shipped in models/):
+    weights to evaluate and export, which no pcl_tf command writes into."""
+    return os.path.exists(os.path.join(workdir, SLIM_COPY_MARKER))
+
+
 def slim_copy(workdir: str, destination: str) -> str:
     """Writes a copy of a trained work dir that only evaluates and exports: config.json,
     metrics.json, the finished reports and one checkpoint of the weights and prototypes (no
@@ -702,6 +713,9 @@ def slim_copy(workdir: str, destination: str) -> str:
             report.make_portable(os.path.join(scratch, "reports"), workdir, os.path.basename(destination))
         manager = checkpointing.make_manager(model, state, os.path.join(scratch, CHECKPOINT_DIR))
         manager.save(checkpoint_number=int(state.step.numpy()))
+        io_utils.write_text_atomic(os.path.join(scratch, SLIM_COPY_MARKER), (
+            "A slim copy of a pcl-train work dir: weights, prototypes, config, metrics and reports, no optimizer\n"
+            "state. pcl-attack and pcl-export read it and write their output elsewhere; pcl-train does not train it.\n"))
         os.rename(scratch, destination)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -502,7 +502,8 @@ def test_slim_copy_evaluates_like_the_original_and_is_small(workdir, trained, im
     model = experiment.load_trained(copy)[0]
     np.testing.assert_array_equal(model.inference_model()(images).numpy(), trained.inference_model()(images).numpy())
     np.testing.assert_array_equal(model.centroid_variables[0].numpy(), trained.centroid_variables[0].numpy())
-    assert sorted(os.listdir(copy)) == ["checkpoints", "config.json", "metrics.json", "reports"]
+    assert sorted(os.listdir(copy)) == ["SLIM_COPY", "checkpoints", "config.json", "metrics.json", "reports"]
+    assert experiment.is_slim_copy(copy) and not experiment.is_slim_copy(workdir)
     size = lambda d: sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
     assert size(copy) < size(workdir) / 3  # no optimizer slots, one checkpoint, no logs
     with pytest.raises(experiment.WorkdirError, match="already exists"):

@@ -5,6 +5,8 @@ metrics.json (and docs/RESULTS.md) states."""
 import gzip
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -58,3 +60,39 @@ def test_shipped_files_carry_no_machine_paths():
                 with open(path, encoding="utf-8") as f:
                     found += [f"{os.path.relpath(path, MODELS_DIR)}: {m.group(0)}" for m in machine_path.finditer(f.read())]
     assert not found, found[:5]
+
+
+ATTACK_ON_MOCK_DATA = ("import sys, tensorflow_datasets as tfds\n"
+                       "from pcl_tf.cli import attack\n"
+                       "sys.argv = ['pcl-attack'] + sys.argv[1:]\n"
+                       "with tfds.testing.mock_data(num_examples=32):\n"
+                       "    attack.run()\n")
+
+
+def _files(directory):
+    return {os.path.join(r, f): os.path.getmtime(os.path.join(r, f)) for r, _, fs in os.walk(directory) for f in fs}
+
+
+def test_commands_that_read_a_shipped_model_never_write_into_it(tmp_path):
+    """A shipped model is a slim copy (SLIM_COPY): pcl-attack writes its reports to
+    pcl_reports/<model>/ in the current directory, and pcl-train refuses it. (Mock images: what is
+    checked is where things are written, not the numbers.)"""
+    name = "fmnist_cnn6_softmax"
+    workdir = os.path.join(MODELS_DIR, name)
+    assert experiment.is_slim_copy(workdir)
+    before = _files(MODELS_DIR)
+    proc = subprocess.run([sys.executable, "-c", ATTACK_ON_MOCK_DATA, f"--workdir={os.path.abspath(workdir)}",
+                           "--method=fgsm", "--num_examples=16", "--noaudit", "--noprogress"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = os.path.join("pcl_reports", name, "whitebox_fgsm_eps0.3_n16_seed0.json")
+    assert f"report: {report}" in proc.stdout and os.path.exists(tmp_path / report)
+    train = subprocess.run([sys.executable, "-m", "pcl_tf.cli.train", f"--workdir={os.path.abspath(workdir)}",
+                            "--config=" + os.path.join(MODELS_DIR, os.pardir, "configs", "fmnist_cnn6.py") + ":softmax"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert train.returncode == 2 and "is a slim copy" in train.stderr, train.stderr[-2000:]
+    assert _files(MODELS_DIR) == before  # nothing under models/ written, touched or added
+
+
+def test_every_shipped_model_is_marked_as_a_slim_copy():
+    assert all(experiment.is_slim_copy(os.path.join(MODELS_DIR, name)) for name in SHIPPED)

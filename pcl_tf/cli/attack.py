@@ -46,7 +46,8 @@ flags.DEFINE_integer("num_examples", 1000, "Test images to attack (the first N o
 flags.DEFINE_integer("batch_size", 250, "Images per attack batch.")
 flags.DEFINE_integer("seed", 0, "Seed of PGD's random start.")
 flags.DEFINE_string("source_workdir", None, "Craft on this model, score on --workdir (black-box).")
-flags.DEFINE_string("output", None, "Report path without extension; default <workdir>/reports/<name>.")
+flags.DEFINE_string("output", None, "Report path without extension; default <workdir>/reports/<name> (for a model "
+                    "shipped in models/, which is never written: pcl_reports/<model>/<name>).")
 flags.DEFINE_string("data_dir", None, "TFDS data dir; default: the one the model was trained with.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_bool("allow_older_checkpoint", False, "If a model's newest checkpoint cannot be read, evaluate the one "
@@ -185,7 +186,7 @@ def main(argv):
     if FLAGS.output:
         _write_report(FLAGS.output, all_reports)
     if len({r["eps"] for r in all_reports}) > 1:
-        png = (FLAGS.output or os.path.join(FLAGS.workdir[0], "reports", "eps_sweep")) + "_eps.png"
+        png = (FLAGS.output or os.path.join(_reports_dir(FLAGS.workdir[0]), "eps_sweep")) + "_eps.png"
         report.plot_eps_curves(all_reports, png)
         print(f"robustness vs ε plot: {png}")
     print()
@@ -245,6 +246,24 @@ def _write_report(stem, reports):
     print(f"report: {stem}.json")
 
 
+# Reports on a slim copy (a model shipped in models/) go here, under the current directory: no
+# pcl_tf command writes into a shipped model.
+SLIM_COPY_REPORTS = "pcl_reports"
+
+
+def _reports_dir(workdir):
+    """Where this evaluation's reports of ``workdir`` go: its reports/, or for a slim copy
+    pcl_reports/<its name>/ in the current directory."""
+    if experiment.is_slim_copy(workdir):
+        return os.path.join(SLIM_COPY_REPORTS, os.path.basename(os.path.normpath(workdir)))
+    return os.path.join(workdir, "reports")
+
+
+def _report_dirs(workdir):
+    """Where earlier reports of ``workdir`` may be: its own reports/ and, for a slim copy, ours."""
+    return list(dict.fromkeys([os.path.join(workdir, "reports"), _reports_dir(workdir)]))
+
+
 def _white_box(workdir, methods):
     """Every ε on one model through its own gradients, then the audit; writes its reports."""
     model, config = _load(workdir)
@@ -252,7 +271,7 @@ def _white_box(workdir, methods):
     if skipped:
         print(f"{workdir}: skipping {', '.join(sorted(skipped))} (the model has no prototypes)")
     dataset = _test_data(config)
-    stem = os.path.join(workdir, "reports", _stem("whitebox", methods, _eps_values(config.dataset)))
+    stem = os.path.join(_reports_dir(workdir), _stem("whitebox", methods, _eps_values(config.dataset)))
     reports = []
     for eps in _eps_values(config.dataset):
         print(f"{workdir}: {', '.join(methods)} at eps={eps:g}", flush=True)
@@ -288,7 +307,7 @@ def _black_box(methods):
         print(f"skipping {', '.join(sorted(skipped))}: the source model has no prototypes")
     dataset = _test_data(source_config)
     source_name = os.path.basename(os.path.normpath(FLAGS.source_workdir))
-    stems = {w: os.path.join(w, "reports", _stem("blackbox", methods, _eps_values(source_config.dataset), source_name))
+    stems = {w: os.path.join(_reports_dir(w), _stem("blackbox", methods, _eps_values(source_config.dataset), source_name))
              for w in targets}
     journal_stem = stems[FLAGS.workdir[0]]
     reports = []
@@ -309,7 +328,7 @@ def _black_box(methods):
 def _compare():
     reports = []
     for workdir in FLAGS.compare:
-        paths = sorted(glob.glob(os.path.join(workdir, "reports", "*box_*.json")))
+        paths = sorted(p for d in _report_dirs(workdir) for p in glob.glob(os.path.join(d, "*box_*.json")))
         if not paths:
             raise ValueError(f"{workdir} has no reports yet; run pcl-attack --workdir={workdir} first")
         for path in paths:
@@ -324,7 +343,7 @@ def _compare():
 def _black_box_reports(workdir):
     """Earlier black-box (transfer) reports of this model, for the white-vs-black-box check."""
     found = []
-    for path in sorted(glob.glob(os.path.join(workdir, "reports", "blackbox_*.json"))):
+    for path in sorted(p for d in _report_dirs(workdir) for p in glob.glob(os.path.join(d, "blackbox_*.json"))):
         found += io_utils.read_json(path)
     return found
 
@@ -351,7 +370,7 @@ def _transfer(method):
                                     step_size=FLAGS.step_size, c=FLAGS.c)
     matrix = robustness.transfer_matrix(models, dataset, attacks.make_attack(method, params, seed=FLAGS.seed))
     table = report.transfer_table(matrix, method, eps)
-    stem = FLAGS.output or os.path.join(FLAGS.workdir[0], "reports", _stem("transfer", [method], [eps]))
+    stem = FLAGS.output or os.path.join(_reports_dir(FLAGS.workdir[0]), _stem("transfer", [method], [eps]))
     io_utils.write_json_atomic(stem + ".json", {"method": method, "params": params, "accuracy": matrix})
     io_utils.write_text_atomic(stem + ".md", table)
     print("Accuracy (%) of each target on examples crafted on each source (diagonal: white-box):")
