@@ -20,6 +20,7 @@ SLOW_TESTS = {
     "test_official_adversarial_recipe_trains_end_to_end_on_mock_data",
     "test_rerun_resumes_instead_of_retraining_and_load_trained_restores",
     "test_time_budget_stops_at_a_step_boundary_and_a_rerun_trains_no_further",
+    "test_the_console_is_quiet_unless_verbosity_is_asked_for",
     "test_snapshots_are_loadable_work_dirs_and_survive_a_resume",
     "test_robust_early_stopping_logs_every_epoch_and_keeps_the_most_robust",
     "test_a_rerun_with_other_settings_is_refused_naming_the_fields_and_keeps_config_json",

@@ -59,3 +59,16 @@ def test_config_field_docs_name_real_fields():
     walk(common.base_config())
     assert set(docs) == fields
     assert "Algorithm 1" in docs["adv.start"] and docs["train.num_examples"] == "0 = the whole training split"
+
+
+def test_the_console_is_quiet_unless_verbosity_is_asked_for(tmp_path):
+    """TensorFlow's start-up lines and the CUDA probe's error on a machine without a GPU are
+    filtered: a refused run prints its one line and nothing else. --verbosity brings them back."""
+    args = [sys.executable, "-m", "pcl_tf.cli.train", "--dataset=cifar10", "--workdir=run"]  # cifar10: not prepared
+    env = {**os.environ, "TFDS_DATA_DIR": str(tmp_path / "empty")}
+    env.pop("PCL_TF_TF_LOGS", None)
+    quiet = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert quiet.returncode == 2 and quiet.stderr.splitlines() == [l for l in quiet.stderr.splitlines() if l.startswith("pcl-train: error:")]
+    assert len(quiet.stderr.splitlines()) == 1, quiet.stderr
+    loud = subprocess.run(args + ["--verbosity=0"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert loud.returncode == 2 and len(loud.stderr.splitlines()) > 1, loud.stderr

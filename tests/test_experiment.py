@@ -34,7 +34,7 @@ def test_every_config_trains_end_to_end_on_mock_data(path, tmp_path):
     workdir = str(tmp_path / "run")
     with tfds.testing.mock_data(num_examples=96):
         metrics = experiment.train_and_evaluate(config, workdir, verbose=0)
-    assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "metrics.json", "tensorboard"]
+    assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "history.json", "metrics.json", "tensorboard"]
     assert metrics["test"]["num_examples"] == 32
     assert 0.0 <= metrics["test"]["softmax"] <= 1.0
     history = metrics["history"]

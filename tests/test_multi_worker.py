@@ -127,7 +127,7 @@ def test_only_the_chief_writes_the_work_dir(runs):
     workdir = root / "mw"
     metrics = json.load(open(workdir / "metrics.json"))
     assert metrics["replicas"] == 2 and len(metrics["history"]["loss"]) == 2
-    assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "metrics.json", "tensorboard"]
+    assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "history.json", "metrics.json", "tensorboard"]
     # The checkpoints hold the chief's weights: a model restored from them is the trained one.
     assert not [d for d in os.listdir("/tmp") if d.startswith("pcl_tf_worker_")]  # scratch removed
 

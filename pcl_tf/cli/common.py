@@ -16,7 +16,8 @@ import tempfile
 import types
 from typing import Callable, Dict, Sequence, Tuple, Type
 
-# PCL_TF_TF_LOGS=1 keeps every line TensorFlow's C++ side prints (for bug reports).
+# --verbosity=N (any value, given explicitly) or PCL_TF_TF_LOGS=1 keeps every line TensorFlow's
+# C++ side prints, for bug reports; by default they are filtered.
 SHOW_TF_LOGS = os.environ.get("PCL_TF_TF_LOGS", "") not in ("", "0")
 # TensorFlow's known start-up noise on a machine without a GPU: printed by its C++ side straight
 # to file descriptor 2 while it loads (before any log level applies), then the CUDA probe's error.
@@ -24,11 +25,11 @@ _STARTUP_NOISE = ("All log messages before absl::InitializeLog", "cudart_stub.cc
                   "cpu_feature_guard.cc", "To enable the following instructions", "rebuild TensorFlow with")
 
 
-def _import_tensorflow_quietly() -> None:
+def _import_tensorflow_quietly(show: bool = False) -> None:
     """Imports TensorFlow with its start-up lines filtered out of stderr; anything else it
     prints while loading is passed through. The CUDA probe's error (printed at first device use,
-    level ERROR) is silenced by TF_CPP_MIN_LOG_LEVEL=3. PCL_TF_TF_LOGS=1 leaves all of it alone."""
-    if SHOW_TF_LOGS:
+    level ERROR) is silenced by TF_CPP_MIN_LOG_LEVEL=3. ``show`` leaves all of it alone."""
+    if show:
         return
     # Level 3 even where the environment says 2 (as many setups do): at 2 the CUDA probe's
     # "failed call to cuInit" ERROR line still reaches the console of every CPU-only machine.
@@ -160,7 +161,8 @@ def run(
             check_flags()
         except errors as e:
             fail(prog, e)
-        _import_tensorflow_quietly()  # the flags are good: now the seconds of TensorFlow's import
+        # The flags are good: now the seconds of TensorFlow's import.
+        _import_tensorflow_quietly(show=SHOW_TF_LOGS or flags.FLAGS["verbosity"].present)
         exit_classes = exits()
         failures, interruptions = exit_classes.get("failures", ()), exit_classes.get("interruptions", ())
         try:
