@@ -119,12 +119,14 @@ def test_white_box_report_schema_and_files(models, test_set, tmp_path):
                               eps=0.3, steps=5, c=10.0, progress=False)
     rep = json.loads(json.dumps(rep))  # JSON-serialisable as written
     assert set(rep) == {"model", "threat_model", "source_model", "eps", "num_examples", "clean_accuracy",
-                        "attacks", "worst_case", "seed", "environment"}
+                        "clean_samples", "attacks", "worst_case", "seed", "environment"}
+    assert evaluation.unpack_samples(rep["clean_samples"], 96).sum() == round(96 * rep["clean_accuracy"])
     assert rep["threat_model"] == "white-box" and rep["num_examples"] == 96
     assert list(rep["attacks"]) == list(attacks.METHODS)  # paper order, then the adaptive ones
     for name, a in rep["attacks"].items():
-        assert {"params", "robust_accuracy", "robust_count", "mean_linf", "max_linf", "mean_l2", "max_l2",
-                "seconds"} <= set(a)
+        assert {"params", "robust_accuracy", "robust_count", "robust_samples", "mean_linf", "max_linf", "mean_l2",
+                "max_l2", "seconds"} <= set(a)
+        assert evaluation.unpack_samples(a["robust_samples"], 96).sum() == a["robust_count"]  # the per-image outcome
         if name != "cw":  # C&W-L2 is not bounded by ε: outside the ε-ball and the worst case
             assert a["max_linf"] <= 0.3 + 1e-6
             assert rep["worst_case"]["robust_accuracy"] <= a["robust_accuracy"]
