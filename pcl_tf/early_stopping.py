@@ -3,11 +3,12 @@ held-out data, not the last one.
 
 Adversarially trained networks overfit robustly: PGD accuracy on test data peaks (typically
 just after the first learning-rate decay) and then falls while training accuracy keeps rising. At
-the end of every epoch :class:`RobustValidation` measures clean and PGD-10 accuracy on a held-out
-slice of the training split, adds both to the epoch's logs (so Keras' history, TensorBoard and
+the end of every epoch :class:`RobustValidation` measures clean, FGSM and PGD-10 accuracy on a
+held-out slice of the training split, adds both to the epoch's logs (so Keras' history, TensorBoard and
 ``metrics.json`` carry them), and keeps a loadable copy of the best epoch's model (highest PGD
 accuracy; ties go to the earlier epoch). The same history shows catastrophic overfitting of
-single-step training: PGD accuracy collapsing towards 0 within an epoch.
+single-step training: PGD accuracy collapsing towards 0 within an epoch while FGSM accuracy rises
+(the model has learnt to mask the one gradient step it is trained against).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ BEST_FILE = "best_robust.json"  # in the kept copy: which epoch it is and its va
 
 
 class RobustValidation(keras.callbacks.Callback):
-    """PGD accuracy on ``dataset`` after every epoch; the best epoch's model kept in ``directory``.
+    """Clean, FGSM and PGD accuracy on ``dataset`` after every epoch; the best epoch's model (by
+    PGD accuracy) kept in ``directory``.
 
     Args:
       dataset: the held-out (images, labels) batches; never trained on.
@@ -67,21 +69,21 @@ class RobustValidation(keras.callbacks.Callback):
                 predictions = tf.argmax(twin(images, training=False), 1, output_type=tf.int32)
                 return tf.reduce_sum(tf.cast(tf.equal(predictions, y), tf.int32))
 
-            return correct(x), correct(x_adv)
+            return correct(x), correct(core.fgsm(ce, x, y, self.eps)), correct(x_adv)
 
         return counts
 
     def measure(self) -> Dict[str, float]:
-        """Clean and PGD accuracy of the current model on the validation slice."""
+        """Clean, FGSM and PGD accuracy of the current model on the validation slice."""
         if self._counts is None:
             self._counts = self._make_counts()
-        clean = robust = seen = 0
+        clean = fgsm = robust = seen = 0
         for i, (x, y) in enumerate(self.dataset):
-            c, r = self._counts(x, y, tf.constant([1234, i], tf.int32))
-            clean, robust, seen = clean + int(c), robust + int(r), seen + int(tf.shape(y)[0])
+            c, f, r = self._counts(x, y, tf.constant([1234, i], tf.int32))
+            clean, fgsm, robust, seen = clean + int(c), fgsm + int(f), robust + int(r), seen + int(tf.shape(y)[0])
         if seen == 0:
             raise ValueError("the robust validation slice is empty")
-        return {"val_clean_accuracy": clean / seen, "val_robust_accuracy": robust / seen}
+        return {"val_clean_accuracy": clean / seen, "val_fgsm_accuracy": fgsm / seen, "val_robust_accuracy": robust / seen}
 
     def on_epoch_end(self, epoch, logs=None):
         result = self.measure()

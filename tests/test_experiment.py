@@ -249,7 +249,9 @@ def test_robust_early_stopping_logs_every_epoch_and_keeps_the_most_robust(tmp_pa
         metrics = experiment.train_and_evaluate(config, workdir, verbose=0)
         robust = metrics["history"]["val_robust_accuracy"]
         clean = metrics["history"]["val_clean_accuracy"]
-        assert len(robust) == len(clean) == 3 and all(0 <= r <= c <= 1 for r, c in zip(robust, clean))
+        fgsm = metrics["history"]["val_fgsm_accuracy"]
+        assert len(robust) == len(clean) == len(fgsm) == 3
+        assert all(0 <= r <= c <= 1 and 0 <= f <= c for r, f, c in zip(robust, fgsm, clean))
         assert metrics["steps_per_epoch"] == 2  # 96 - 32 held out = 64 training images, batch 32
         with open(os.path.join(workdir, "best_robust", "best_robust.json")) as f:
             best = json.load(f)
