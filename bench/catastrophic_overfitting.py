@@ -1,0 +1,163 @@
+"""Catastrophic overfitting of single-step adversarial training, and N-FGSM's guard against it.
+
+"Fast" adversarial training (one FGSM step of 1.25 ε from a random start; Wong, Rice & Kolter
+2020) can collapse at large ε: within an epoch the model learns to defeat the one gradient step
+it is trained against, its FGSM accuracy rises while its PGD accuracy falls towards 0, and it
+does not recover (Andriushchenko & Flammarion 2020). N-FGSM (de Jorge et al. 2022) guards
+against it at FGSM's cost: a step of ε from larger noise, U(-2ε, 2ε), not projected back to the
+ε-ball. pcl_tf ships N-FGSM as the guard (GradAlign, the other published guard, needs a double
+backward pass: about 3x the cost of a step here).
+
+This driver trains both methods with the softmax CNN-6 on real Fashion-MNIST at the same
+settings — the shared recipe of ``time_to_robustness.py`` (Adam, one-cycle lr, clipping), the
+same fixed training ε, epochs and images, adversarial from the first step on adversarial images
+only — and records clean, FGSM and PGD-10 accuracy at that ε on 1,000 held-out training images
+after every epoch (robust early stopping's validation, ``train.robust_val_examples``).
+
+    python bench/catastrophic_overfitting.py --root=runs/co                  # ε 0.3, 8 epochs of 20,000 images
+    python bench/catastrophic_overfitting.py --root=runs/co --eps=0.4 --epochs=10
+    python bench/catastrophic_overfitting.py --root=runs/co --stage=render   # table, JSON and PNG so far
+
+Resumable like the other drivers (each training resumes from its checkpoint). Prints one
+Markdown table (epoch by epoch, both methods), writes
+``bench/results/catastrophic_overfitting.json`` and ``docs/figures/catastrophic_overfitting.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Dict, List, Optional
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from reproduce_fmnist import Step, run_step  # noqa: E402
+from time_to_robustness import METHODS, RECIPE, _train_args  # noqa: E402
+
+from pcl_tf import history, io_utils  # noqa: E402
+
+VALIDATION_EXAMPLES = 1000
+CURVES = (("val_clean_accuracy", "clean", ":"), ("val_fgsm_accuracy", "FGSM", "--"),
+          ("val_robust_accuracy", "PGD-10", "-"))
+
+
+def run_name(method: str, eps: float) -> str:
+    return f"{method}_eps{eps:g}"
+
+
+def train_step(root: str, method: str, eps: float, epochs: int, train_examples: int) -> Step:
+    """One method's training: ``train_examples`` images per epoch plus the held-out validation slice."""
+    workdir = os.path.join(root, run_name(method, eps))
+    fields = {"train.epochs": epochs, "train.warmup_epochs": 0, "train.num_examples": train_examples + VALIDATION_EXAMPLES,
+              "train.robust_val_examples": VALIDATION_EXAMPLES, "train.robust_val_eps": eps,
+              "eval.num_examples": VALIDATION_EXAMPLES}
+    return Step(f"train_{run_name(method, eps)}", _train_args(METHODS[method], workdir, eps, fields),
+                os.path.join(workdir, "metrics.json"))
+
+
+def curves(root: str, methods: List[str], eps: float) -> Dict[str, Dict[str, List]]:
+    """Each method's per-epoch validation accuracies so far (history.json is written as each epoch ends)."""
+    found = {}
+    for method in methods:
+        past = history.read(os.path.join(root, run_name(method, eps)))
+        if past.get("val_robust_accuracy"):
+            found[method] = {key: past.get(key, []) for key, _, _ in CURVES} | {"epoch": past["epoch"]}
+    return found
+
+
+def collapsed(curve: Dict[str, List], floor: float = 0.05) -> Optional[int]:
+    """The first epoch whose PGD accuracy is below ``floor`` after having been above it, or None."""
+    above = False
+    for epoch, robust in zip(curve["epoch"], curve["val_robust_accuracy"]):
+        if robust is None:
+            continue
+        if robust >= floor:
+            above = True
+        elif above:
+            return epoch
+    return None
+
+
+def table(found: Dict[str, Dict[str, List]]) -> str:
+    methods = list(found)
+    header = ["epoch"] + [f"{METHODS[m].label}: {label}" for m in methods for _, label, _ in CURVES]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    epochs = sorted({e for curve in found.values() for e in curve["epoch"]})
+    for epoch in epochs:
+        cells = [str(epoch)]
+        for m in methods:
+            curve = found[m]
+            position = curve["epoch"].index(epoch) if epoch in curve["epoch"] else None
+            for key, _, _ in CURVES:
+                value = curve[key][position] if position is not None and position < len(curve[key]) else None
+                cells.append("–" if value is None else f"{100 * value:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(found: Dict[str, Dict[str, List]], eps: float, path: str) -> None:
+    """Validation accuracy against epochs: one colour per method, one line style per attack."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (method, curve), colour in zip(found.items(), ("tab:red", "tab:green", "tab:blue", "tab:orange")):
+        for key, label, style in CURVES:
+            points = [(e, 100 * v) for e, v in zip(curve["epoch"], curve[key]) if v is not None]
+            ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", color=colour,
+                    label=f"{METHODS[method].label}: {label}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"accuracy on {VALIDATION_EXAMPLES} held-out images (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(f"Fashion-MNIST CNN-6, single-step adversarial training at ε = {eps:g}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with io_utils.open_atomic(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", required=True, help="where the runs and logs go (resumable)")
+    parser.add_argument("--methods", default="fastat,nfgsm", help=f"from {', '.join(METHODS)}")
+    parser.add_argument("--eps", type=float, default=0.3, help="the fixed training and validation ε")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--train_examples", type=int, default=20000, help="training images per epoch")
+    parser.add_argument("--stage", choices=("all", "render"), default="all")
+    parser.add_argument("--dry_run", action="store_true", help="print the commands only")
+    parser.add_argument("--json", default="bench/results/catastrophic_overfitting.json")
+    parser.add_argument("--png", default="docs/figures/catastrophic_overfitting.png")
+    args = parser.parse_args(argv)
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if args.stage == "all":
+        for method in methods:
+            run_step(train_step(args.root, method, args.eps, args.epochs, args.train_examples), args.root, args.dry_run)
+    if args.dry_run:
+        return
+    found = curves(args.root, methods, args.eps)
+    if not found:
+        print("no finished epochs yet")
+        return
+    print(table(found))
+    for method, curve in found.items():
+        epoch = collapsed(curve)
+        print(f"{METHODS[method].label}: " + (f"PGD accuracy collapsed at epoch {epoch}" if epoch else "no collapse"))
+    io_utils.write_json_atomic(args.json, {
+        "machine": os.uname().nodename, "eps": args.eps, "epochs": args.epochs, "train_examples": args.train_examples,
+        "validation_examples": VALIDATION_EXAMPLES, "recipe": RECIPE, "curves": found,
+        "collapsed_at_epoch": {m: collapsed(c) for m, c in found.items()}, "command": " ".join(sys.argv)})
+    plot(found, args.eps, args.png)
+    print(f"wrote {args.json} and {args.png}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""bench/catastrophic_overfitting.py: both methods train at identical settings, and a collapse is
+recognised from the validation history (the runs themselves take tens of minutes)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "bench"))
+
+import catastrophic_overfitting as co  # noqa: E402
+
+
+def test_the_methods_differ_only_in_the_method(tmp_path):
+    fast = co.train_step(str(tmp_path), "fastat", 0.3, 8, 20000).args
+    guarded = co.train_step(str(tmp_path), "nfgsm", 0.3, 8, 20000).args
+    differ = sorted(set(fast) ^ set(guarded))
+    assert all(a.startswith(("--config=", "--workdir=")) for a in differ), differ
+    for expected in ("--config.train.robust_val_examples=1000", "--config.train.num_examples=21000",
+                     "--config.train.robust_val_eps=0.3", "--config.adv.eps_min=0.3", "--config.adv.eps_max=0.3"):
+        assert expected in fast and expected in guarded
+
+
+def test_a_collapse_is_pgd_accuracy_falling_below_the_floor_after_being_above_it():
+    curve = {"epoch": [1, 2, 3, 4], "val_robust_accuracy": [0.02, 0.40, 0.45, 0.01]}
+    assert co.collapsed(curve) == 4
+    assert co.collapsed({"epoch": [1, 2], "val_robust_accuracy": [0.02, 0.03]}) is None  # never robust
+    assert co.collapsed({"epoch": [1, 2, 3], "val_robust_accuracy": [None, 0.5, 0.6]}) is None
+
+
+def test_table_has_one_row_per_epoch_and_a_dash_where_a_method_has_not_got_there():
+    found = {"fastat": {"epoch": [1, 2], "val_clean_accuracy": [0.8, 0.9], "val_fgsm_accuracy": [0.5, 0.9],
+                        "val_robust_accuracy": [0.4, 0.0]},
+             "nfgsm": {"epoch": [1], "val_clean_accuracy": [0.8], "val_fgsm_accuracy": [0.5],
+                       "val_robust_accuracy": [0.45]}}
+    lines = co.table(found).strip().splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| 1 | 80.0 | 50.0 | 40.0 | 80.0 | 50.0 | 45.0")
+    assert lines[3] == "| 2 | 90.0 | 90.0 | 0.0 | – | – | – |"
