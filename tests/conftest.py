@@ -36,6 +36,7 @@ SLOW_TESTS = {
     "test_cli_exports_the_requested_version",
     "test_audit_passes_an_adversarially_trained_model",
     "test_docs_example_runs_as_written",  # trains, attacks and exports CNN-6 (~1-2 min)
+    "test_one_resnet_training_step_is_as_exact_as_with_keras_batch_norm",  # three ResNet-20s
 }
 
 

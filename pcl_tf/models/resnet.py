@@ -27,6 +27,10 @@ from typing import Sequence, Tuple
 import keras
 
 from pcl_tf.models import registry
+from pcl_tf.models.batch_norm import FusedBatchNormalization
+
+# Keras' layer computed by one fused kernel (same variables and numbers); tests swap in Keras' own.
+BatchNormalization = FusedBatchNormalization
 
 # (channel multiplier of the block width, kernel size) of each conv unit in a block.
 BASIC = ((1, 3), (1, 3))
@@ -44,7 +48,7 @@ def _conv_bn(x, filters: int, kernel_size: int, strides: int, name: str, relu: b
         kernel_initializer="he_normal",
         name=name,
     )(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    x = BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     if relu:
         x = keras.layers.ReLU(name=f"{name}_relu")(x)
     return x

@@ -21,6 +21,10 @@ from __future__ import annotations
 import keras
 
 from pcl_tf.models import registry
+from pcl_tf.models.batch_norm import FusedBatchNormalization
+
+# Keras' layer computed by one fused kernel (same variables and numbers); tests swap in Keras' own.
+BatchNormalization = FusedBatchNormalization
 
 # Filters of the convs of each block; every block ends with a 2x2 max-pooling.
 VGG19_BLOCKS = ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4)
@@ -37,7 +41,7 @@ def _vgg_block(x, filters, name: str):
             kernel_initializer="he_normal",
             name=f"{name}_conv{i}",
         )(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn{i}")(x)
+        x = BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn{i}")(x)
         x = keras.layers.ReLU(name=f"{name}_relu{i}")(x)
     return keras.layers.MaxPooling2D(2, padding="same", name=f"{name}_pool")(x)
 
