@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from reproduce_fmnist import Step, run_step  # noqa: E402
-from time_to_robustness import METHODS, RECIPE, _train_args  # noqa: E402
+from time_to_robustness import METHODS, RECIPE, _train_args, save_figure  # noqa: E402
 
 from pcl_tf import history, io_utils  # noqa: E402
 
@@ -103,6 +103,7 @@ def plot(found: Dict[str, Dict[str, List]], eps: float, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (method, curve), colour in zip(found.items(), ("tab:red", "tab:green", "tab:blue", "tab:orange")):
@@ -111,15 +112,11 @@ def plot(found: Dict[str, Dict[str, List]], eps: float, path: str) -> None:
             ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", color=colour,
                     label=f"{METHODS[method].label}: {label}")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(f"accuracy on {VALIDATION_EXAMPLES} held-out images (%)")
     ax.set_ylim(-2, 102)
     ax.set_title(f"Fashion-MNIST CNN-6, single-step adversarial training at ε = {eps:g}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    with io_utils.open_atomic(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, ax, path)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

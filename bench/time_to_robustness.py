@@ -196,6 +196,13 @@ def plot(found: List[Dict], path: str) -> None:
     ax.set_xlabel("training minutes (this 2-core CPU machine)")
     ax.set_ylabel("worst-case robust accuracy (%), 95 % CI")
     ax.set_title("Fashion-MNIST CNN-6: robustness per training minute", fontsize=10)
+    save_figure(fig, ax, path)
+
+
+def save_figure(fig, ax, path: str) -> None:
+    """Grid, legend, tight layout; the PNG written atomically; the figure closed."""
+    import matplotlib.pyplot as plt
+
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
