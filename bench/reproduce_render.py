@@ -193,7 +193,7 @@ def _budget_curve(root: str, figures: str) -> str:
              "that one run. The lr schedule is the 44-epoch one throughout: snapshots before epoch 25 were taken "
              "at lr 0.1, before any decay, so they are not what a run scheduled to end there would give. "
              "Train time: the run's wall-clock training time up to the snapshot, summed over the sessions it "
-             "spanned, on 2-core CPU VMs whose speed differed (~125 to ~500 CNN-6 training images/s) and whose cores "
+             "spanned, on 2-core CPU VMs whose speed differed (~125 to ~430 CNN-6 PCL training images/s) and whose cores "
              "were shared with other jobs: an upper bound on the cost, not a speed measurement. "
              "Each cell: robust accuracy on the first 1,000 test images and its 95 % Wilson interval. "
              "PGD-10: the paper's attack (10 steps of ε/10, random start). Worst case: per image, robust to "
