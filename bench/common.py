@@ -10,7 +10,7 @@ import time
 import keras
 import tensorflow as tf
 
-from pcl_tf import data, models
+from pcl_tf import catalogue, models
 from pcl_tf import workdir as workdirs
 
 
@@ -19,7 +19,7 @@ def load_twin(workdir=None):
     if workdir:
         model, _ = workdirs.load_trained(workdir)
         return model.inference_model()
-    info = data.info("fashion_mnist")
+    info = catalogue.info("fashion_mnist")
     network = models.build_network("cnn6", input_shape=info.image_shape, num_classes=10, mean=info.mean, std=info.std)
     return models.logits_model(network)
 

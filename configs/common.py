@@ -237,11 +237,11 @@ def make(dataset: str, model: str, branches: str, schedule: str, variants: str =
 
 def default_config_path(dataset: str) -> str:
     """The config file ``pcl-train --dataset=NAME`` uses: configs/<DEFAULT_CONFIGS[name]>.py
-    (NAME or an alias of it; an unknown name is pcl_tf.data's DatasetError)."""
+    (NAME or an alias of it; an unknown name is pcl_tf.catalogue's DatasetError)."""
     import os
 
-    from pcl_tf import data
+    from pcl_tf import catalogue
 
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), DEFAULT_CONFIGS[data.info(dataset).name] + ".py")
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), DEFAULT_CONFIGS[catalogue.info(dataset).name] + ".py")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Tuple
 
-from pcl_tf import data, models, training
+from pcl_tf import catalogue, models, training
 
 
 def build_pcl_model(config, adversary=None) -> training.PCLModel:
@@ -17,7 +17,7 @@ def build_pcl_model(config, adversary=None) -> training.PCLModel:
     with ``adversary`` as its per-batch adversarial augmentation: None for a model that is only
     evaluated or exported (the adversary holds no weights, so checkpoints restore either way);
     a training run passes :func:`pcl_tf.training_setup.make_adversary`'s."""
-    info = data.info(config.dataset)
+    info = catalogue.info(config.dataset)
     network = models.build_network(
         config.model,
         input_shape=info.image_shape,
@@ -49,6 +49,6 @@ def normalization(config) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
     ``norm_std`` where a config sets them (the released code's CIFAR-10 std differs from the
     dataset's), else the dataset's published statistics. ``config`` may be a ConfigDict or the
     dict of a config.json (a work dir written before the fields existed gets the dataset's)."""
-    info = data.info(config.get("dataset"))
+    info = catalogue.info(config.get("dataset"))
     mean, std = config.get("norm_mean") or info.mean, config.get("norm_std") or info.std
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)

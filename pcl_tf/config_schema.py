@@ -19,7 +19,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = "cnn6"
     c.seed = 0
     # The per-channel normalisation the model's first layer applies; () = the dataset's published
-    # statistics (pcl_tf/data.py). The released PCL code's CIFAR-10 std is another one.
+    # statistics (pcl_tf/catalogue.py). The released PCL code's CIFAR-10 std is another one.
     c.norm_mean = ()
     c.norm_std = ()
     # Seeds plus TensorFlow op determinism: a killed and resumed run ends with the same

@@ -21,8 +21,8 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from pcl_tf import (checkpointing, custom_loop, data, distribute, early_stopping, evaluation, export, io_utils,
-                    schedule, training, training_setup, versions, workdir as workdirs)
+from pcl_tf import (catalogue, checkpointing, custom_loop, data, distribute, early_stopping, evaluation, export,
+                    io_utils, prepare, schedule, training, training_setup, versions, workdir as workdirs)
 from pcl_tf import history as run_history
 
 
@@ -59,12 +59,12 @@ def train_and_evaluate(
     data_dir = config.data_dir or None
     workdirs.check_workdir_matches(workdir, config)
     workdirs.check_directory_path(workdir)  # before the data: a bad --workdir is found in a second
-    data.ensure_prepared(config.dataset, data_dir)  # fail fast, before anything is written
+    prepare.ensure_prepared(config.dataset, data_dir)  # fail fast, before anything is written
 
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
-    info = data.info(config.dataset)
+    info = catalogue.info(config.dataset)
     train_ds = _train_data(config, seed=config.seed)
     test_ds = data.load(
         config.dataset,

@@ -32,7 +32,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import keras
 import tensorflow as tf
 
-from pcl_tf import building, data, io_utils, serving, versions
+from pcl_tf import building, catalogue, io_utils, serving, versions
 from pcl_tf import workdir as workdirs
 
 METADATA_DIR = "assets.extra"
@@ -165,7 +165,7 @@ def _spec_json(spec) -> Dict[str, Any]:
 
 
 def _metadata(module: serving.ServingModule, signatures, config: Dict, version: int, metrics, workdir, reports) -> Dict:
-    info = data.info(config["dataset"])
+    info = catalogue.info(config["dataset"])
     descriptions = {
         "probabilities": "softmax of the logits",
         "logits": "class scores",

@@ -13,7 +13,7 @@ from typing import Optional
 import keras
 import ml_collections
 
-from pcl_tf import adversarial, building, data, models, schedule, training
+from pcl_tf import adversarial, building, catalogue, models, schedule, training
 
 
 class ConfigError(ValueError):
@@ -22,8 +22,8 @@ class ConfigError(ValueError):
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Rejects impossible values before anything is built or written."""
     try:
-        data.info(config.dataset)
-    except data.DatasetError as e:
+        catalogue.info(config.dataset)
+    except catalogue.DatasetError as e:
         raise ConfigError(str(e)) from None
     if config.model not in models.available():
         raise ConfigError(f"unknown model {config.model!r}; choose one of {', '.join(models.available())}")
@@ -92,8 +92,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for field, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"config.{field}={value} must be >= 0")
-    sizes = {"train.num_examples": data.info(config.dataset).train_examples,
-             "eval.num_examples": data.info(config.dataset).test_examples}
+    sizes = {"train.num_examples": catalogue.info(config.dataset).train_examples,
+             "eval.num_examples": catalogue.info(config.dataset).test_examples}
     for field, size in sizes.items():
         value = config[field.split(".")[0]][field.split(".")[1]]
         if size and value > size:
@@ -117,7 +117,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for epoch in config.train.snapshot_epochs:
         if not 1 <= epoch <= plan.epochs:
             raise ConfigError(f"config.train.snapshot_epochs: {epoch} is not an epoch of this run (1 to {plan.epochs})")
-    info = data.info(config.dataset)
+    info = catalogue.info(config.dataset)
     try:
         branches = models.parse_branches(config.pcl.branches)
     except ValueError as e:
@@ -131,7 +131,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             )
 
 def _validate_normalization(config) -> None:
-    channels = data.info(config.dataset).image_shape[-1]
+    channels = catalogue.info(config.dataset).image_shape[-1]
     for field in ("norm_mean", "norm_std"):
         values = tuple(config[field])
         if values and len(values) not in (1, channels):
@@ -181,7 +181,7 @@ def _check_optimizers_build(config) -> None:
 
 def used_train_examples(config) -> int:
     """How many images of the training split a run reads: ``train.num_examples``, or all of them."""
-    return config.train.num_examples or data.info(config.dataset).train_examples
+    return config.train.num_examples or catalogue.info(config.dataset).train_examples
 
 
 def build_model(config: ml_collections.ConfigDict, steps_per_epoch: int = 0) -> training.PCLModel:

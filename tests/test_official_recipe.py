@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pcl_tf import adversarial, building, config_schema, data, experiment, schedule, training, training_setup
+from pcl_tf import adversarial, building, catalogue, config_schema, experiment, schedule, training, training_setup
 from pcl_tf import workdir as workdirs
 from pcl_tf.configs import common
 
@@ -245,8 +245,8 @@ def test_normalisation_constants(official_model):
     np.testing.assert_allclose(np.ravel(layer.mean), [0.4914, 0.4822, 0.4465], rtol=1e-6)
     np.testing.assert_allclose(np.sqrt(np.ravel(layer.variance)), [0.2023, 0.1994, 0.2010], rtol=1e-5)
     default = cifar_config("")
-    assert building.normalization(default) == (data.info("cifar10").mean, data.info("cifar10").std)
-    assert data.info("cifar10").std == (0.2470, 0.2435, 0.2616)
+    assert building.normalization(default) == (catalogue.info("cifar10").mean, catalogue.info("cifar10").std)
+    assert catalogue.info("cifar10").std == (0.2470, 0.2435, 0.2616)
 
 
 def test_a_config_json_without_the_new_fields_loads_with_the_old_behaviour(tmp_path):
@@ -263,7 +263,7 @@ def test_a_config_json_without_the_new_fields_loads_with_the_old_behaviour(tmp_p
     assert config.train.weight_decay_mode == "decoupled" and config.train.pcl_lr == 0.0
     assert not config.train.reset_optimizer_at_pcl_start and config.adv.step_size == 0.0
     assert config.pcl.push_centroid_lr_ratio == pytest.approx(1e-4 / 0.5)
-    assert building.normalization(saved) == (data.info("fashion_mnist").mean, data.info("fashion_mnist").std)
+    assert building.normalization(saved) == (catalogue.info("fashion_mnist").mean, catalogue.info("fashion_mnist").std)
 
 
 def test_compile_model_wires_the_schedules_and_the_coupled_decay():

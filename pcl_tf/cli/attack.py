@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from pcl_tf import attacks, data, io_utils  # the attack table and the catalogue: no TensorFlow
+from pcl_tf import attacks, catalogue, io_utils# the attack table and the catalogue: no TensorFlow
 from pcl_tf.cli import common
 
 # Loaded at first use, once the flags are checked (it imports TensorFlow).
@@ -190,7 +190,7 @@ def _settings():
 
 
 def run():
-    common.run(main, PROG, errors=(ValueError, data.DatasetError), check_flags=_check_flags)
+    common.run(main, PROG, errors=(ValueError, catalogue.DatasetError), check_flags=_check_flags)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from pcl_tf import config_schema, data, distribute  # no TensorFlow
+from pcl_tf import catalogue, config_schema, distribute# no TensorFlow
 from pcl_tf.cli import common
 from pcl_tf.configs import common as configs_common
 
@@ -56,7 +56,7 @@ def _with_default_config(argv):
         return argv
     try:
         path = configs_common.default_config_path(dataset)
-    except data.DatasetError as e:
+    except catalogue.DatasetError as e:
         common.fail(PROG, e)
     return argv[:1] + [f"--config={path}"] + argv[1:]
 
@@ -71,7 +71,7 @@ def _check_flags():
     if not FLAGS.workdir:
         raise ValueError("give --workdir=DIR, where checkpoints and metrics are written")
     config = common.resolved_config(FLAGS.config)
-    if FLAGS.dataset and data.info(FLAGS.dataset).name != config.dataset:
+    if FLAGS.dataset and catalogue.info(FLAGS.dataset).name != config.dataset:
         raise ValueError(
             f"--dataset={FLAGS.dataset} conflicts with the config, which is for {config.dataset} (its model, "
             f"normalisation and schedule are that dataset's); drop --dataset, or give "
@@ -110,7 +110,7 @@ def _run_failures():
 
 def run():
     sys.argv = _with_default_config(sys.argv)
-    common.run(main, PROG, errors=(ValueError, data.DatasetError), exits=_run_failures, check_flags=_check_flags)
+    common.run(main, PROG, errors=(ValueError, catalogue.DatasetError), exits=_run_failures, check_flags=_check_flags)
 
 
 if __name__ == "__main__":
