@@ -2,6 +2,7 @@
 
 * the attacks (``pcl_tf/attacks/``) never import training code: an attack must not depend on how
   a model was trained, and the attack core is what training uses, not the other way round;
+* the export and the work dir (loading a trained model) never import the training run;
 * only the CleverHans wrappers import CleverHans (everything else uses pcl_tf's own attack core);
 * the library logs, it does not print: only the commands (``pcl_tf/cli/``, ``__main__``) print;
 * the commands hold no library logic: they import no file, JSON, array or TensorFlow modules.
@@ -15,7 +16,13 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "pcl_tf")
 
-TRAINING_MODULES = {"adversarial", "training", "experiment", "custom_loop", "early_stopping", "schedule"}
+TRAINING_MODULES = {"adversarial", "training", "experiment", "training_setup", "custom_loop", "early_stopping",
+                    "schedule"}
+# The training run (as opposed to the model, pcl_tf.training's PCLModel): what the export and the
+# work dir must not depend on (loading a model builds no adversary, no optimizer, no schedule).
+TRAINING_RUN_MODULES = TRAINING_MODULES - {"training"}
+SERVING_SIDE = {"pcl_tf/building.py", "pcl_tf/workdir.py", "pcl_tf/serving.py", "pcl_tf/versions.py",
+                "pcl_tf/export.py", "pcl_tf/rest.py"}
 CLEVERHANS_WRAPPERS = {"pcl_tf/attacks/cleverhans_compat.py"}
 # The commands parse and check flags, call the library and print what it returns: no file
 # globbing, copying, JSON or array work of their own (that is library logic, which a notebook user
@@ -61,6 +68,14 @@ def test_attacks_import_no_training_code(relpath):
     bad = sorted({m for m in imported_modules(parse(FILES[relpath]), relpath)
                   if any(m == f or m.startswith(f + ".") for f in forbidden)})
     assert not bad, f"{relpath} imports training code: {bad}"
+
+
+@pytest.mark.parametrize("relpath", sorted(SERVING_SIDE))
+def test_the_export_and_the_work_dir_import_no_training_run(relpath):
+    forbidden = {f"pcl_tf.{m}" for m in TRAINING_RUN_MODULES}
+    bad = sorted({m for m in imported_modules(parse(FILES[relpath]), relpath)
+                  if any(m == f or m.startswith(f + ".") for f in forbidden)})
+    assert not bad, f"{relpath} imports the training run: {bad}"
 
 
 @pytest.mark.parametrize("relpath", sorted(FILES))
