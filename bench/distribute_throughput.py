@@ -25,7 +25,7 @@ distribute.split_cpu(2)  # before TensorFlow initialises its devices
 import keras  # noqa: E402
 
 import common  # noqa: E402  (bench/common.py)
-from pcl_tf import catalogue, custom_loop, data, io_utils, models, training# noqa: E402
+from pcl_tf import catalogue, custom_loop, data, io_utils, models, training  # noqa: E402
 
 
 def pcl_model(info):

@@ -22,7 +22,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import common  # noqa: E402  (bench/common.py)
-from pcl_tf import catalogue, data, io_utils, models, schedule, training# noqa: E402
+from pcl_tf import catalogue, data, io_utils, models, schedule, training  # noqa: E402
 
 # name -> (lr warm-up steps, global gradient-norm clip or None, momentum)
 VARIANTS = {

@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 import common  # noqa: E402  (bench/common.py)
-from pcl_tf import adversarial, catalogue, data, io_utils, models, training# noqa: E402
+from pcl_tf import adversarial, catalogue, data, io_utils, models, training  # noqa: E402
 
 
 def batches(steps: int, batch_size: int):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from pcl_tf import attacks, catalogue, io_utils# the attack table and the catalogue: no TensorFlow
+from pcl_tf import attacks, catalogue, io_utils  # the attack table and the catalogue: no TensorFlow
 from pcl_tf.cli import common
 
 # Loaded at first use, once the flags are checked (it imports TensorFlow).

@@ -15,7 +15,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from pcl_tf import catalogue, config_schema, distribute# no TensorFlow
+from pcl_tf import catalogue, config_schema, distribute  # no TensorFlow
 from pcl_tf.cli import common
 from pcl_tf.configs import common as configs_common
 
