@@ -82,7 +82,7 @@ def load(
 
     Yields ``(images, labels)``: images float32 in [0, 1] of shape (B, H, W, C) (not normalised:
     models normalise with ``info(name).mean/std``, attacks work in pixel space), labels int32 of
-    shape (B,).  Calls ``ensure_prepared`` first (which fails fast with a one-line message when the
+    shape (B,).  Calls ``prepare.ensure_prepared`` first (which fails fast with a one-line message when the
     data is not there).
 
     Args:
@@ -97,7 +97,7 @@ def load(
         epochs.
       num_examples: use only the first N examples of the split, in TFDS's canonical order (the
         same on every machine; for MNIST/Fashion-MNIST a fixed permutation of the IDX/Keras
-        order, see ``_prepare_from_idx``) and before shuffling: e.g. a fixed evaluation subset.
+        order, see ``pcl_tf.prepare._prepare_from_idx``) and before shuffling: e.g. a fixed evaluation subset.
       drop_remainder: drop the last incomplete batch.
       shuffle_buffer: examples held by the shuffle buffer.
       skip_examples: start after the first N examples (canonical order): with ``num_examples``, a
