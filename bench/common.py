@@ -10,15 +10,16 @@ import time
 import keras
 import tensorflow as tf
 
-from pcl_tf import data, experiment, models
+from pcl_tf import catalogue, models
+from pcl_tf import workdir as workdirs
 
 
 def load_twin(workdir=None):
     """The logits-only CNN-6 of a work dir, or a fresh one (Fashion-MNIST shape) without one."""
     if workdir:
-        model, _ = experiment.load_trained(workdir)
+        model, _ = workdirs.load_trained(workdir)
         return model.inference_model()
-    info = data.info("fashion_mnist")
+    info = catalogue.info("fashion_mnist")
     network = models.build_network("cnn6", input_shape=info.image_shape, num_classes=10, mean=info.mean, std=info.std)
     return models.logits_model(network)
 

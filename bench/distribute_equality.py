@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import common  # noqa: E402  (bench/common.py)
-from pcl_tf import custom_loop, experiment, io_utils  # noqa: E402
+from pcl_tf import custom_loop, experiment, io_utils, training_setup  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "fmnist_cnn6.py")
 
@@ -54,8 +54,8 @@ def train(strategy, loop: bool, batches, steps: int):
     c = config()
     with strategy.scope():
         keras.utils.set_random_seed(0)
-        model = experiment.build_model(c)
-        experiment.compile_model(model, c, steps_per_epoch=steps)
+        model = training_setup.build_model(c)
+        training_setup.compile_model(model, c, steps_per_epoch=steps)
     if loop:
         custom_loop.fit(model, strategy, batches, epochs=1, initial_epoch=0, steps_per_epoch=steps)
     else:

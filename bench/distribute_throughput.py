@@ -25,7 +25,7 @@ distribute.split_cpu(2)  # before TensorFlow initialises its devices
 import keras  # noqa: E402
 
 import common  # noqa: E402  (bench/common.py)
-from pcl_tf import custom_loop, data, io_utils, models, training  # noqa: E402
+from pcl_tf import catalogue, custom_loop, data, io_utils, models, training  # noqa: E402
 
 
 def pcl_model(info):
@@ -44,7 +44,7 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, default=256, help="the global batch")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "distribute_throughput.json"))
     args = parser.parse_args(argv)
-    info = data.info("fashion_mnist")
+    info = catalogue.info("fashion_mnist")
     batches = data.load("fashion_mnist", "train", batch_size=args.batch_size, drop_remainder=True).take(args.steps).cache()
     for _ in batches:  # fill the cache outside the timing
         pass

@@ -42,7 +42,7 @@ import tensorflow as tf  # noqa: E402
 import common  # noqa: E402  (bench/common.py)
 import profile_ops  # noqa: E402  (bench/profile_ops.py)
 import pcl_tf  # noqa: E402
-from pcl_tf import experiment, io_utils  # noqa: E402
+from pcl_tf import io_utils, training_setup  # noqa: E402
 from pcl_tf.models import resnet  # noqa: E402
 
 CONFIGS = {"resnet20": "cifar10_resnet20", "resnet110": "cifar10_resnet110"}
@@ -68,8 +68,8 @@ def keras_step(model_name: str, path: str, batch_size: int) -> Callable[[], None
     config.train.batch_size = batch_size
     layer = keras.layers.BatchNormalization if path.endswith("_keras_bn") else resnet.FusedBatchNormalization
     with _batch_norm(layer):
-        model = experiment.build_model(config, steps_per_epoch=100)
-    experiment.compile_model(model, config, steps_per_epoch=100)
+        model = training_setup.build_model(config, steps_per_epoch=100)
+    training_setup.compile_model(model, config, steps_per_epoch=100)
     model.pc_active.assign(1.0)  # the joint stage: PC terms on (none for softmax), adversary on
     rng = np.random.default_rng(0)
     x = tf.constant(rng.uniform(size=(batch_size, 32, 32, 3)).astype(np.float32))
@@ -108,7 +108,7 @@ def torch_step(model_name: str, batch_size: int, keras_parameters: int):
 def trainable_parameters(model_name: str) -> int:
     """Trainable parameters of the logits-only network (no PC branches), as PyTorch counts them."""
     config = pcl_tf.get_config(CONFIGS[model_name], "softmax")
-    network = experiment.build_model(config).network
+    network = training_setup.build_model(config).network
     return int(sum(np.prod(w.shape) for w in network.trainable_weights))
 
 

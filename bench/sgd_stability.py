@@ -22,7 +22,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import common  # noqa: E402  (bench/common.py)
-from pcl_tf import data, io_utils, models, schedule, training  # noqa: E402
+from pcl_tf import catalogue, data, io_utils, models, schedule, training  # noqa: E402
 
 # name -> (lr warm-up steps, global gradient-norm clip or None, momentum)
 VARIANTS = {
@@ -38,7 +38,7 @@ VARIANTS = {
 def run_variant(name, batches, steps):
     warmup_steps, clip, momentum = VARIANTS[name]
     keras.utils.set_random_seed(0)
-    info = data.info("fashion_mnist")
+    info = catalogue.info("fashion_mnist")
     network = models.build_network("cnn6", input_shape=info.image_shape, num_classes=10, mean=info.mean, std=info.std)
     twin = models.logits_model(network)
     lr = schedule.learning_rate_schedule(0.1, warmup_steps=warmup_steps)

@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 import common  # noqa: E402  (bench/common.py)
-from pcl_tf import adversarial, data, io_utils, models, training  # noqa: E402
+from pcl_tf import adversarial, catalogue, data, io_utils, models, training  # noqa: E402
 
 
 def batches(steps: int, batch_size: int):
@@ -76,7 +76,7 @@ def main(argv=None):
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS))
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train_throughput.json"))
     args = parser.parse_args(argv)
-    info = data.info("fashion_mnist")
+    info = catalogue.info("fashion_mnist")
     dataset = batches(args.steps, args.batch_size)
     images = args.steps * args.batch_size
     models_ = {name: PATHS[name](info) for name in args.paths.split(",")}

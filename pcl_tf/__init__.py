@@ -9,8 +9,12 @@ honest adversarial evaluation. The public Python API (see docs/python_api.md):
   :func:`mim`, :func:`pgd`, :func:`cw_l2` (CleverHans), :func:`apgd_ce`, :func:`apgd_t`,
   :func:`square`, :func:`pgd_restarts`, and, given the PCLModel itself, :func:`adaptive_pc`,
   :func:`feature_space`;
-* evaluation — :func:`evaluate` (clean, per-attack and per-sample worst-case accuracy);
-* export — :func:`export_saved_model` (:func:`pcl_tf.export.export`: a SavedModel for TF Serving).
+* evaluation — :func:`evaluate` (clean, per-attack and per-sample worst-case accuracy of a model
+  in memory); of work dirs, as ``pcl-attack`` does (reports written next to each model, the
+  gradient-masking audit): :func:`evaluate_workdirs` with :class:`AttackSettings`,
+  :func:`compare`, :func:`transfer_matrix`, :func:`plot_features`;
+* export — :func:`export_saved_model` (:func:`pcl_tf.export.export`: a SavedModel for TF Serving)
+  and :func:`export_workdir` (a work dir's model with its reports, as ``pcl-export``).
 
 Names load on first use: ``import pcl_tf`` does not import TensorFlow (the commands start fast).
 """
@@ -24,11 +28,17 @@ _EXPORTS = {
     "PrototypeConformityLoss": ("pcl_tf.losses", "PrototypeConformityLoss"),
     "PCLModel": ("pcl_tf.training", "PCLModel"),
     "get_config": ("pcl_tf.api", "get_config"),
-    "build_model": ("pcl_tf.experiment", "build_model"),
+    "build_model": ("pcl_tf.training_setup", "build_model"),
     "train": ("pcl_tf.experiment", "train_and_evaluate"),
-    "load_trained": ("pcl_tf.experiment", "load_trained"),
+    "load_trained": ("pcl_tf.workdir", "load_trained"),
     "evaluate": ("pcl_tf.api", "evaluate"),
+    "AttackSettings": ("pcl_tf.evaluate_runs", "AttackSettings"),
+    "evaluate_workdirs": ("pcl_tf.evaluate_runs", "evaluate_workdirs"),
+    "compare": ("pcl_tf.evaluate_runs", "compare"),
+    "transfer_matrix": ("pcl_tf.evaluate_runs", "transfer_matrix"),
+    "plot_features": ("pcl_tf.evaluate_runs", "plot_features"),
     "export_saved_model": ("pcl_tf.export", "export"),
+    "export_workdir": ("pcl_tf.export", "export_workdir"),
     "fgsm": ("pcl_tf.attacks.cleverhans_compat", "fgsm"),
     "bim": ("pcl_tf.attacks.cleverhans_compat", "bim"),
     "mim": ("pcl_tf.attacks.cleverhans_compat", "mim"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Dict, Optional
@@ -9,6 +10,8 @@ from typing import Dict, Optional
 import keras
 import numpy as np
 import tensorflow as tf
+
+logger = logging.getLogger(__name__)
 
 
 def clean_accuracy(model, dataset: tf.data.Dataset) -> Dict[str, float]:
@@ -95,8 +98,8 @@ def attack_dataset(
         batches, records, seconds = resumed
         done = len(next(iter(records.values()))["clean_correct"][0])
         dataset = dataset.skip(batches)
-        print(f"resuming an interrupted evaluation after {done} images ({batches} batches) from {journal.path}",
-              flush=True)
+        logger.info("resuming an interrupted evaluation after %d images (%d batches) from %s", done, batches,
+                    journal.path)
         bar.update(done)
     for x, y in dataset:
         y = tf.cast(y, tf.int32)

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import sys
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from pcl_tf import io_utils
+
+logger = logging.getLogger(__name__)
 
 META_KEY = "__journal__"
 
@@ -40,7 +42,7 @@ class EvaluationJournal:
 
     def load(self) -> Optional[Tuple[int, Records, Dict[str, float]]]:
         """``(finished batches, records, seconds per attack)``, or None when there is nothing to
-        resume. An unreadable journal (a disk that filled up, a foreign file) is named on stderr
+        resume. An unreadable journal (a disk that filled up, a foreign file) is named in a warning
         and ignored: the evaluation starts over and nothing is lost but time."""
         if not os.path.exists(self.path):
             return None
@@ -53,8 +55,7 @@ class EvaluationJournal:
                 for i, target in enumerate(meta["targets"]):
                     records[target] = {key: [f[f"{i}/{key}"]] for key in meta["keys"][i]}
         except Exception as e:  # noqa: BLE001 - any unreadable file means: start over
-            print(f"pcl-attack: ignoring the unreadable evaluation journal {self.path} ({e}); starting over",
-                  file=sys.stderr)
+            logger.warning("ignoring the unreadable evaluation journal %s (%s); starting over", self.path, e)
             return None
         return int(meta["batches"]), records, {k: float(v) for k, v in meta["seconds"].items()}
 

@@ -145,7 +145,7 @@ def make_portable(reports_dir: str, workdir: str, model_name: str) -> None:
     carry no path of the machine that wrote them: the model becomes ``model_name`` and every
     other model (a black-box source, a transfer matrix's rows) its directory's base name —
     wherever the path appears, the audit's sentences and the Markdown tables included. For
-    copies that leave the machine (``experiment.slim_copy``, the models shipped in the repository)."""
+    copies that leave the machine (``pcl_tf.workdir.slim_copy``, the models shipped in the repository)."""
     own = {os.path.normpath(workdir), os.path.abspath(workdir)}
     names: Dict[str, str] = {}
 

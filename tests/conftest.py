@@ -37,10 +37,18 @@ SLOW_TESTS = {
     "test_audit_passes_an_adversarially_trained_model",
     "test_docs_example_runs_as_written",  # trains, attacks and exports CNN-6 (~1-2 min)
     "test_one_resnet_training_step_is_as_exact_as_with_keras_batch_norm",  # three ResNet-20s
+    # Measured for the fast tier (pytest -m "not slow" --durations=30, 2026-12-02, issue 17):
+    "test_cli_reports_prepared_dataset",  # prepares real Fashion-MNIST (~30 s), then a pcl-data subprocess
+    "test_saved_model_cli_show_lists_the_signatures",  # a saved_model_cli subprocess (~7 s)
+}
+# Single parametrizations (``item.name``) of otherwise fast tests.
+SLOW_PARAMS = {
+    "test_branch_ce_adds_aux_logits[resnet110-32x32x3-layer3:512+layer4+fc1024]",  # builds ResNet-110 (~8 s)
 }
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES or item.originalname in SLOW_TESTS:
+        if (item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES or item.originalname in SLOW_TESTS
+                or item.name in SLOW_PARAMS):
             item.add_marker(pytest.mark.slow)

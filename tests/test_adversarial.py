@@ -238,10 +238,10 @@ def test_nfgsm_leaves_the_eps_ball_but_not_the_unit_range():
     ("advpgd", 10, 0.25, 1.0, True),
 ])
 def test_single_step_variants_are_pgd_configurations(variants, steps, ratio, radius, project):
-    from pcl_tf import experiment
+    from pcl_tf import training_setup
     from pcl_tf.configs import fmnist_cnn6
 
-    augment = experiment.make_adversary(fmnist_cnn6.get_config(variants))
+    augment = training_setup.make_adversary(fmnist_cnn6.get_config(variants))
     assert (augment.method, augment.steps, augment.step_size_ratio, augment.start_radius_ratio, augment.project) == (
         "pgd", steps, ratio, radius, project)
 

@@ -1,6 +1,6 @@
 """Kill -9 a running ``pcl-attack`` and run the same command again: it continues after its last
 finished batch and writes the report an uninterrupted run writes (but for the seconds). Also the
-journal itself: stale or unreadable journals are ignored, finished evaluations remove theirs.
+journal of a finished evaluation is removed (the journal on its own: tests/test_journal.py).
 
 The evaluations are real ``pcl-attack`` processes (its ``main`` under ``tfds.testing.mock_data``,
 which gives every process the same test images) on a CNN-6 trained here with the smoke config.
@@ -113,28 +113,3 @@ def test_killed_evaluation_resumes_after_its_last_batch_with_the_same_report(wor
 def journal_batches(path):
     with np.load(path) as f:
         return json.loads(str(f[journal.META_KEY]))["batches"]
-
-
-RECORDS = {"run": {"clean_correct": [np.array([True, False])], "pgd/correct": [np.array([False, False])]}}
-
-
-def test_journal_round_trip_and_fingerprint(tmp_path):
-    first = journal.EvaluationJournal(str(tmp_path), {"eps": 0.1, "methods": ["pgd"]})
-    assert first.load() is None
-    first.save(3, RECORDS, {"pgd": 1.5})
-    batches, records, seconds = first.load()
-    assert batches == 3 and seconds == {"pgd": 1.5}
-    np.testing.assert_array_equal(records["run"]["clean_correct"][0], [True, False])
-    # Another evaluation (here: another ε) never sees this journal.
-    assert journal.EvaluationJournal(str(tmp_path), {"eps": 0.2, "methods": ["pgd"]}).load() is None
-    first.remove()
-    assert first.load() is None
-
-
-def test_unreadable_journal_is_named_and_ignored(tmp_path, capsys):
-    j = journal.EvaluationJournal(str(tmp_path), {"eps": 0.1})
-    os.makedirs(tmp_path, exist_ok=True)
-    with open(j.path, "wb") as f:
-        f.write(b"PK\x03\x04 truncated")
-    assert j.load() is None
-    assert f"ignoring the unreadable evaluation journal {j.path}" in capsys.readouterr().err

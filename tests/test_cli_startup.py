@@ -44,21 +44,6 @@ def test_answers_without_importing_tensorflow(module, args, status, text, tmp_pa
     assert "Traceback" not in proc.stderr
 
 
-def test_config_field_docs_name_real_fields():
-    """--show_config's meanings come from the comments in configs/common.py; each one belongs to
-    a field that exists (a renamed field cannot keep a stale description)."""
-    from pcl_tf.configs import common
-
-    docs = common.field_docs()
-    fields = set()
-
-    def walk(node, prefix=""):
-        for key, value in node.items():
-            walk(value, prefix + key + ".") if hasattr(value, "items") else fields.add(prefix + key)
-
-    walk(common.base_config())
-    assert set(docs) == fields
-    assert "Algorithm 1" in docs["adv.start"] and docs["train.num_examples"] == "0 = the whole training split"
 
 
 def test_the_console_is_quiet_unless_verbosity_is_asked_for(tmp_path):

@@ -1,4 +1,5 @@
-"""Tests of pcl_tf.data (names, pipeline on TFDS mock data, offline preparation) and pcl-data."""
+"""Tests of the datasets: pcl_tf.catalogue (names), pcl_tf.data (the pipeline on TFDS mock data),
+pcl_tf.prepare (offline preparation) and pcl-data."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pcl_tf import data
+from pcl_tf import catalogue, data, prepare
 
 DEBIAN_FMNIST = "/usr/share/datasets/fashion-mnist"
 IDX_FILES = (
@@ -73,31 +74,31 @@ def collect(ds):
 
 
 def test_names_aliases_and_facts():
-    assert data.NAMES == ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
+    assert catalogue.NAMES == ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
     for alias in ("fmnist", "fashion-mnist", "fashion_mnist", "Fashion-MNIST"):
-        assert data.info(alias) is data.info("fashion_mnist")
-    assert data.info("svhn").tfds_name == "svhn_cropped"
-    assert data.info("svhn_cropped").name == "svhn"
-    for name in data.NAMES:
-        i = data.info(name)
+        assert catalogue.info(alias) is catalogue.info("fashion_mnist")
+    assert catalogue.info("svhn").tfds_name == "svhn_cropped"
+    assert catalogue.info("svhn_cropped").name == "svhn"
+    for name in catalogue.NAMES:
+        i = catalogue.info(name)
         assert len(i.class_names) == i.num_classes == len(set(i.class_names))
         assert len(i.mean) == len(i.std) == i.image_shape[-1]
         assert all(0 < m < 1 for m in i.mean) and all(0 < s < 1 for s in i.std)
-    assert data.info("fmnist").mean == (0.2860,) and data.info("fmnist").std == (0.3530,)
-    assert data.info("cifar100").class_names == tuple(sorted(data.info("cifar100").class_names))
+    assert catalogue.info("fmnist").mean == (0.2860,) and catalogue.info("fmnist").std == (0.3530,)
+    assert catalogue.info("cifar100").class_names == tuple(sorted(catalogue.info("cifar100").class_names))
     # Augmentation: CIFAR crop + flip, SVHN crop only (digits), MNIST-likes none.
-    assert (data.info("cifar10").crop_padding, data.info("cifar10").random_flip) == (4, True)
-    assert (data.info("cifar100").crop_padding, data.info("cifar100").random_flip) == (4, True)
-    assert (data.info("svhn").crop_padding, data.info("svhn").random_flip) == (4, False)
-    assert not data.info("mnist").has_augmentation
-    assert not data.info("fmnist").has_augmentation
+    assert (catalogue.info("cifar10").crop_padding, catalogue.info("cifar10").random_flip) == (4, True)
+    assert (catalogue.info("cifar100").crop_padding, catalogue.info("cifar100").random_flip) == (4, True)
+    assert (catalogue.info("svhn").crop_padding, catalogue.info("svhn").random_flip) == (4, False)
+    assert not catalogue.info("mnist").has_augmentation
+    assert not catalogue.info("fmnist").has_augmentation
     with pytest.raises(Exception):
-        data.info("mnist").num_classes = 3  # frozen
+        catalogue.info("mnist").num_classes = 3  # frozen
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(data.DatasetError) as e:
-        data.info("imagenet")
+    with pytest.raises(catalogue.DatasetError) as e:
+        catalogue.info("imagenet")
     assert isinstance(e.value, ValueError)
     msg = str(e.value)
     assert "\n" not in msg and "imagenet" in msg
@@ -106,11 +107,11 @@ def test_unknown_name_lists_valid_names():
 
 
 def test_bad_arguments_raise_before_any_preparation(tmp_path):
-    with pytest.raises(data.DatasetError, match="split"):
+    with pytest.raises(catalogue.DatasetError, match="split"):
         data.load("fmnist", "validation", batch_size=8, data_dir=str(tmp_path))
-    with pytest.raises(data.DatasetError, match="batch_size"):
+    with pytest.raises(catalogue.DatasetError, match="batch_size"):
         data.load("fmnist", "test", batch_size=0, data_dir=str(tmp_path))
-    with pytest.raises(data.DatasetError, match="num_examples"):
+    with pytest.raises(catalogue.DatasetError, match="num_examples"):
         data.load("fmnist", "test", batch_size=8, num_examples=0, data_dir=str(tmp_path))
     assert not list(tmp_path.iterdir())
 
@@ -120,18 +121,18 @@ def test_bad_arguments_raise_before_any_preparation(tmp_path):
 
 
 def test_mock_data_is_detected(tmp_path):
-    assert not data._tfds_is_mocked()
+    assert not prepare._tfds_is_mocked()
     with tfds.testing.mock_data(num_examples=4):
-        assert data._tfds_is_mocked()
+        assert prepare._tfds_is_mocked()
         # Nothing prepared in an empty data_dir, yet no error and nothing written.
-        assert data.ensure_prepared("cifar10", str(tmp_path)) == str(tmp_path)
-    assert not data._tfds_is_mocked()
+        assert prepare.ensure_prepared("cifar10", str(tmp_path)) == str(tmp_path)
+    assert not prepare._tfds_is_mocked()
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("name", data.NAMES)
+@pytest.mark.parametrize("name", catalogue.NAMES)
 def test_load_on_mock_data(name, tmp_path):
-    i = data.info(name)
+    i = catalogue.info(name)
     with tfds.testing.mock_data(num_examples=20):
         ds = data.load(name, "train", batch_size=8, data_dir=str(tmp_path))
         batches = list(ds)
@@ -171,10 +172,10 @@ def test_load_on_mock_data(name, tmp_path):
 def test_more_examples_than_the_split_has_is_named_by_the_callers_name(tmp_path):
     """TFDS's own error for an out-of-range slice names neither the flag nor the split size."""
     with tfds.testing.mock_data(num_examples=20):
-        with pytest.raises(data.DatasetError, match=r"--num_examples=10001 is more than the 10000 examples of "
+        with pytest.raises(catalogue.DatasetError, match=r"--num_examples=10001 is more than the 10000 examples of "
                                                     r"fashion_mnist's test split; give at most 10000"):
             data.load("fashion_mnist", "test", batch_size=8, num_examples=10001, num_examples_name="--num_examples")
-        with pytest.raises(data.DatasetError, match="after the first 59000 .* give at most 1000"):
+        with pytest.raises(catalogue.DatasetError, match="after the first 59000 .* give at most 1000"):
             data.load("fashion_mnist", "train", batch_size=8, num_examples=2000, skip_examples=59000)
         data.load("fashion_mnist", "test", batch_size=8, num_examples=10000)  # exactly all: fine
 
@@ -222,14 +223,14 @@ def fmnist_dir(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KERAS_HOME", empty_keras)  # the Debian copy, not a Keras cache, is used
         mp.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tempfiles")))
-        assert not data.is_prepared("fmnist", data_dir)
-        assert data.ensure_prepared("fmnist", data_dir) == data_dir
+        assert not prepare.is_prepared("fmnist", data_dir)
+        assert prepare.ensure_prepared("fmnist", data_dir) == data_dir
     return data_dir
 
 
 @needs_debian_fmnist
 def test_fmnist_prepared_offline_equals_raw_idx(fmnist_dir):
-    assert data.is_prepared("fashion_mnist", fmnist_dir)
+    assert prepare.is_prepared("fashion_mnist", fmnist_dir)
     # Only the dataset is left behind: the seeded download cache was temporary.
     assert sorted(os.listdir(fmnist_dir)) == ["fashion_mnist"]
     builder = tfds.builder("fashion_mnist", data_dir=fmnist_dir)
@@ -257,17 +258,17 @@ def test_fmnist_prepared_offline_equals_raw_idx(fmnist_dir):
 
     # Prepared: a second call returns at once.
     start = time.monotonic()
-    assert data.ensure_prepared("fashion-mnist", fmnist_dir) == fmnist_dir
+    assert prepare.ensure_prepared("fashion-mnist", fmnist_dir) == fmnist_dir
     assert time.monotonic() - start < 2
 
 
 @needs_debian_fmnist
 def test_raw_files_of_the_wrong_dataset_are_refused(tmp_path):
-    with pytest.raises(data.DatasetError, match="fashion_mnist"):
-        data.ensure_prepared("mnist", str(tmp_path), raw_dir=DEBIAN_FMNIST)
-    assert not data.is_prepared("mnist", str(tmp_path))
-    with pytest.raises(data.DatasetNotFoundError, match="raw_dir"):
-        data.ensure_prepared("mnist", str(tmp_path), raw_dir=str(tmp_path / "nothing"))
+    with pytest.raises(catalogue.DatasetError, match="fashion_mnist"):
+        prepare.ensure_prepared("mnist", str(tmp_path), raw_dir=DEBIAN_FMNIST)
+    assert not prepare.is_prepared("mnist", str(tmp_path))
+    with pytest.raises(prepare.DatasetNotFoundError, match="raw_dir"):
+        prepare.ensure_prepared("mnist", str(tmp_path), raw_dir=str(tmp_path / "nothing"))
 
 
 @needs_debian_fmnist
@@ -291,7 +292,7 @@ def test_mnist_prepared_offline_from_keras_npz(tmp_path, monkeypatch):
     )  # fmt: skip
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
     data_dir = str(tmp_path / "tfds")
-    assert data.ensure_prepared("mnist", data_dir) == data_dir
+    assert prepare.ensure_prepared("mnist", data_dir) == data_dir
     assert sorted(os.listdir(data_dir)) == ["mnist"]
     x, y = collect(data.load("mnist", "test", batch_size=2500, data_dir=data_dir))
     order = tfds_order("test", 10000)
@@ -307,7 +308,7 @@ def test_mnist_prepared_offline_from_keras_npz(tmp_path, monkeypatch):
 
 def _assert_fast_one_line_error(fn, *fragments):
     start = time.monotonic()
-    with pytest.raises(data.DatasetNotFoundError) as e:
+    with pytest.raises(prepare.DatasetNotFoundError) as e:
         fn()
     elapsed = time.monotonic() - start
     assert elapsed < 15, f"took {elapsed:.1f} s to find the data missing"
@@ -329,15 +330,15 @@ def test_missing_cifar10_fails_fast(tmp_path):
 
 def test_missing_mnist_and_fmnist_say_where_to_put_files(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(data, "_DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "no-debian"))
+    monkeypatch.setattr(prepare, "_DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "no-debian"))
     _assert_fast_one_line_error(
-        lambda: data.ensure_prepared("mnist", str(tmp_path)),
+        lambda: prepare.ensure_prepared("mnist", str(tmp_path)),
         "train-images-idx3-ubyte.gz",
         str(tmp_path / "downloads" / "manual" / "mnist"),
         "mnist.npz",
     )
     _assert_fast_one_line_error(
-        lambda: data.ensure_prepared("fmnist", str(tmp_path)),
+        lambda: prepare.ensure_prepared("fmnist", str(tmp_path)),
         "apt-get install dataset-fashion-mnist",
         "t10k-labels-idx1-ubyte.gz",
         str(tmp_path / "downloads" / "manual" / "fashion_mnist"),
@@ -351,10 +352,10 @@ def test_download_without_network_fails_fast(tmp_path, monkeypatch):
     # Never download for real from a test, even on a machine with internet.
     monkeypatch.setattr(socket, "create_connection", no_network)
     _assert_fast_one_line_error(
-        lambda: data.ensure_prepared("svhn", str(tmp_path), allow_download=True),
+        lambda: prepare.ensure_prepared("svhn", str(tmp_path), allow_download=True),
         "cannot reach",
     )
-    assert not data.is_prepared("svhn", str(tmp_path))
+    assert not prepare.is_prepared("svhn", str(tmp_path))
 
 
 # ---------------------------------------------------------------------------------------------

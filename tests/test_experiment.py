@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from pcl_tf import experiment
+from pcl_tf import experiment, training_setup
+from pcl_tf import workdir as workdirs
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
 CONFIG_FILES = sorted(
@@ -57,7 +58,7 @@ def test_rerun_resumes_instead_of_retraining_and_load_trained_restores(tmp_path)
         config.train.epochs = 3  # asking for one more epoch trains exactly one more
         second = experiment.train_and_evaluate(config, workdir, verbose=0)
         third = experiment.train_and_evaluate(config, workdir, verbose=0)  # nothing left to do
-        model, loaded_config = experiment.load_trained(workdir)
+        model, loaded_config = workdirs.load_trained(workdir)
         x = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
         assert model.inference_model()(x).shape == (3, 10)
     assert first["resumed_from_epoch"] == 0 and len(first["history"]["loss"]) == 2
@@ -93,7 +94,7 @@ def test_workdir_of_another_dataset_is_refused(tmp_path):
         json.dump({"dataset": "cifar10", "model": "resnet20", "pcl": {"branches": ""}}, f)
     config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"))
     with tfds.testing.mock_data(num_examples=8):
-        with pytest.raises(experiment.WorkdirError, match="cifar10/resnet20"):
+        with pytest.raises(workdirs.WorkdirError, match="cifar10/resnet20"):
             experiment.train_and_evaluate(config, workdir, verbose=0)
 
 
@@ -134,7 +135,7 @@ def test_bad_config_values_are_named(field, value, message):
     section, _, name = field.rpartition(".")
     (config[section] if section else config)[name] = value
     with pytest.raises(ValueError, match=message):
-        experiment.validate_config(config)
+        training_setup.validate_config(config)
 
 
 @pytest.mark.parametrize(
@@ -150,26 +151,26 @@ def test_bad_restarted_joint_stage_is_named(overrides, message):
     config.train.pcl_lr = 1e-4
     config.train.update(overrides)
     with pytest.raises(ValueError, match=message):
-        experiment.validate_config(config)
+        training_setup.validate_config(config)
 
 
 def test_eps_ramp_epochs_become_training_steps():
     config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke,softmax,madry")
     config.adv.eps_ramp_epochs = 1.5
-    assert experiment.make_adversary(config, steps_per_epoch=10).ramp_steps == 15
-    assert experiment.make_adversary(config).ramp_steps == 0  # a model built to be evaluated
+    assert training_setup.make_adversary(config, steps_per_epoch=10).ramp_steps == 15
+    assert training_setup.make_adversary(config).ramp_steps == 0  # a model built to be evaluated
 
 
 def test_load_trained_explains_a_missing_workdir(tmp_path):
-    with pytest.raises(experiment.WorkdirError, match="does not exist"):
-        experiment.load_trained(str(tmp_path / "nope"))
+    with pytest.raises(workdirs.WorkdirError, match="does not exist"):
+        workdirs.load_trained(str(tmp_path / "nope"))
 
 
 def test_a_softmax_run_may_be_all_warmup():
     """The warm-up >= epochs refusal is about PC terms that would never switch on."""
     config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke,softmax")
     config.train.warmup_epochs = 5
-    experiment.validate_config(config)
+    training_setup.validate_config(config)
 
 
 def test_paper_cpu_is_the_papers_recipe_at_one_eighth():
@@ -200,7 +201,7 @@ def test_snapshots_are_loadable_work_dirs_and_survive_a_resume(tmp_path):
         assert os.path.getmtime(os.path.join(snapshots, "epoch_001", "metrics.json")) == first_mtime
         for epoch in (1, 2):
             snapshot = os.path.join(snapshots, f"epoch_{epoch:03d}")
-            model, _ = experiment.load_trained(snapshot)
+            model, _ = workdirs.load_trained(snapshot)
             with open(os.path.join(snapshot, "metrics.json")) as f:
                 metrics = json.load(f)
             assert metrics["epochs"] == epoch and 0.0 <= metrics["test"]["softmax"] <= 1.0
@@ -211,9 +212,9 @@ def test_a_config_written_before_adv_start_existed_reads_as_first_step(tmp_path)
     """Shipped PCL + AdvTrain models were trained with adversarial copies from step 1."""
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"dataset": "fashion_mnist", "model": "cnn6", "adv": {"method": "pgd"}}))
-    assert experiment.read_config(str(path)).adv.start == "first_step"
+    assert workdirs.read_config(str(path)).adv.start == "first_step"
     path.write_text(json.dumps({"dataset": "fashion_mnist", "model": "cnn6", "adv": {"method": "pgd", "start": "joint"}}))
-    assert experiment.read_config(str(path)).adv.start == "joint"
+    assert workdirs.read_config(str(path)).adv.start == "joint"
 
 
 def test_a_rerun_with_other_settings_is_refused_naming_the_fields_and_keeps_config_json(tmp_path):
@@ -224,7 +225,7 @@ def test_a_rerun_with_other_settings_is_refused_naming_the_fields_and_keeps_conf
         saved = open(os.path.join(workdir, "config.json")).read()
         changed = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"))
         changed.train.lr, changed.seed = 0.5, 3
-        with pytest.raises(experiment.WorkdirError, match=r"seed 0 -> 3, train.lr 0.001 -> 0.5\)"):
+        with pytest.raises(workdirs.WorkdirError, match=r"seed 0 -> 3, train.lr 0.001 -> 0.5\)"):
             experiment.train_and_evaluate(changed, workdir, verbose=0)
         assert open(os.path.join(workdir, "config.json")).read() == saved  # nothing rewritten
         more = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"))
@@ -235,10 +236,10 @@ def test_a_rerun_with_other_settings_is_refused_naming_the_fields_and_keeps_conf
 
 def test_trades_with_adversarial_images_only_is_refused():
     config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke,softmax,trades")
-    experiment.validate_config(config)
+    training_setup.validate_config(config)
     config.adv.include_clean = False
-    with pytest.raises(experiment.ConfigError, match="include_clean=True"):
-        experiment.validate_config(config)
+    with pytest.raises(training_setup.ConfigError, match="include_clean=True"):
+        training_setup.validate_config(config)
 
 
 def test_robust_early_stopping_logs_every_epoch_and_keeps_the_most_robust(tmp_path):
@@ -257,12 +258,12 @@ def test_robust_early_stopping_logs_every_epoch_and_keeps_the_most_robust(tmp_pa
             best = json.load(f)
         assert best["epoch"] == 1 + robust.index(max(robust)) and best["val_robust_accuracy"] == max(robust)
         assert best["eps"] == 0.3  # madry's fixed ε
-        model, _ = experiment.load_trained(os.path.join(workdir, "best_robust"))
+        model, _ = workdirs.load_trained(os.path.join(workdir, "best_robust"))
         assert model.inference_model()(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 10)
 
 
 def test_robust_validation_must_leave_training_images():
     config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke")
     config.train.robust_val_examples = 128
-    with pytest.raises(experiment.ConfigError, match="leaves no training images"):
-        experiment.validate_config(config)
+    with pytest.raises(training_setup.ConfigError, match="leaves no training images"):
+        training_setup.validate_config(config)

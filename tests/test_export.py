@@ -23,7 +23,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pcl_tf import experiment, export, io_utils, report
+from pcl_tf import experiment, export, io_utils, report, rest, serving, training_setup, versions
+from pcl_tf import workdir as workdirs
 
 CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "fmnist_cnn6.py")
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -56,7 +57,7 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(workdir):
-    return experiment.load_trained(workdir)[0]
+    return workdirs.load_trained(workdir)[0]
 
 
 @pytest.fixture(scope="module")
@@ -141,9 +142,9 @@ def test_export_holds_the_inference_model_and_deepest_prototypes_only(exported, 
 def test_serving_module_leaves_out_auxiliary_heads_and_push_centres():
     config = load_config("smoke,official")
     config.pcl.branch_ce = True  # Eq. 8: a CE head per branch, which serving must not carry
-    model = experiment.build_model(config)
+    model = training_setup.build_model(config)
     assert model.aux_logit_names
-    module = export.ServingModule.from_pcl_model(model)
+    module = serving.ServingModule.from_pcl_model(model)
     assert {id(v) for v in module.model_variables} == {id(w.value) for w in model.inference_model().weights}
     assert not [v for v in module.model_variables if "aux_logits" in v.name]
     np.testing.assert_array_equal(module.prototypes.numpy(), model.pc_layers[-1].pull_centroids.numpy())
@@ -217,8 +218,8 @@ def test_images_with_nan_or_outside_0_1_are_refused(loaded, images, value, messa
     bad[1, 3, 4, 0] = value
     with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
         loaded.signatures["serving_default"](images=tf.constant(bad))
-    with pytest.raises(export.RestError, match=re.escape(message)):
-        export.rest_predict(loaded, {"inputs": bad.tolist()})
+    with pytest.raises(rest.RestError, match=re.escape(message)):
+        rest.rest_predict(loaded, {"inputs": bad.tolist()})
     loaded.signatures["serving_default"](images=tf.constant(images[:2]))  # the clean ones still pass
 
 
@@ -269,7 +270,7 @@ def test_rest_predict_row_format(loaded, images):
         {"signature_name": "serving_default", "instances": images[:3].tolist()},
     ]
     for body in bodies:
-        response = export.rest_predict(loaded, json.loads(json.dumps(body)))
+        response = rest.rest_predict(loaded, json.loads(json.dumps(body)))
         assert list(response) == ["predictions"] and len(response["predictions"]) == 3
         for i, prediction in enumerate(response["predictions"]):
             assert set(prediction) == OUTPUTS
@@ -277,7 +278,7 @@ def test_rest_predict_row_format(loaded, images):
                 assert_same_values(prediction[name], reference[name][i])
         json.dumps(response, allow_nan=False)
     pixels = np.round(images[:2] * 255).astype(np.uint8)
-    response = export.rest_predict(loaded, {"signature_name": "serving_uint8", "instances": pixels.tolist()})
+    response = rest.rest_predict(loaded, {"signature_name": "serving_uint8", "instances": pixels.tolist()})
     expected = direct(loaded, pixels, "serving_uint8")["class_ids"].tolist()
     assert [p["class_ids"] for p in response["predictions"]] == expected
 
@@ -285,19 +286,19 @@ def test_rest_predict_row_format(loaded, images):
 def test_rest_predict_columnar_format(loaded, images):
     reference = direct(loaded, images[:2])
     for body in ({"inputs": images[:2].tolist()}, {"inputs": {"images": images[:2].tolist()}}):
-        response = export.rest_predict(loaded, json.dumps(body))
+        response = rest.rest_predict(loaded, json.dumps(body))
         assert list(response) == ["outputs"] and set(response["outputs"]) == OUTPUTS
         for name in OUTPUTS:
             assert_same_values(response["outputs"][name], reference[name])
 
 
 def test_rest_floats_are_written_as_tf_serving_writes_them():
-    assert export._decimal(np.float32(0.1)) == 0.1  # "%g" reads back as the same float32
-    assert export._decimal(np.float32(1 / 3)) == 0.333333343  # it does not: nine digits
-    assert export._decimal(np.float32(2.5e-7)) == 2.5e-07
-    assert np.isnan(export._decimal(np.float32("nan")))
-    assert export._to_json(np.array([[0.1, 1 / 3]], np.float32)) == [[0.1, 0.333333343]]
-    assert export._to_json(np.float32(0.1)) == 0.1 and export._to_json(np.array([3], np.int64)) == [3]
+    assert rest._decimal(np.float32(0.1)) == 0.1  # "%g" reads back as the same float32
+    assert rest._decimal(np.float32(1 / 3)) == 0.333333343  # it does not: nine digits
+    assert rest._decimal(np.float32(2.5e-7)) == 2.5e-07
+    assert np.isnan(rest._decimal(np.float32("nan")))
+    assert rest._to_json(np.array([[0.1, 1 / 3]], np.float32)) == [[0.1, 0.333333343]]
+    assert rest._to_json(np.float32(0.1)) == 0.1 and rest._to_json(np.array([3], np.int64)) == [3]
 
 
 @pytest.mark.parametrize(
@@ -321,8 +322,8 @@ def test_rest_floats_are_written_as_tf_serving_writes_them():
     ],
 )
 def test_rest_predict_refuses_bad_requests(loaded, body, message):
-    with pytest.raises(export.RestError) as info:
-        export.rest_predict(loaded, body)
+    with pytest.raises(rest.RestError) as info:
+        rest.rest_predict(loaded, body)
     assert message in str(info.value)
     assert info.value.body == {"error": str(info.value)}
 
@@ -372,7 +373,7 @@ def test_real_tensorflow_model_server_answers_like_rest_predict(exported, loaded
             time.sleep(0.5)
         for body in ({"instances": images[:2].tolist()}, {"inputs": {"images": images[:2].tolist()}}):
             served = _http_json(url + ":predict", body)
-            expected = export.rest_predict(loaded, body)
+            expected = rest.rest_predict(loaded, body)
             assert served.keys() == expected.keys()
             if "predictions" in served:
                 served = {k: [p[k] for p in served["predictions"]] for k in OUTPUTS}
@@ -395,26 +396,26 @@ def test_real_tensorflow_model_server_answers_like_rest_predict(exported, loaded
 
 # --------------------------------------------------------------------------- versions
 def test_versions_count_up_and_are_never_overwritten(trained, workdir, tmp_path):
-    config = experiment.load_trained(workdir)[1]
+    config = workdirs.load_trained(workdir)[1]
     base = str(tmp_path / "models" / "fmnist_pcl")
-    assert export.next_version(base) == 1
+    assert versions.next_version(base) == 1
     assert export.export(trained, config, base) == os.path.join(base, "1")
     assert export.export(trained, config, base, version=5) == os.path.join(base, "5")
-    assert export.next_version(base) == 6
+    assert versions.next_version(base) == 6
     before = tree(base)
-    with pytest.raises(export.ExportError, match="version 5 already exists"):
+    with pytest.raises(versions.ExportError, match="version 5 already exists"):
         export.export(trained, config, base, version=5)
     os.mkdir(os.path.join(base, "007"))  # TF Serving reads this as version 7
-    with pytest.raises(export.ExportError, match="version 7 already exists"):
+    with pytest.raises(versions.ExportError, match="version 7 already exists"):
         export.export(trained, config, base, version=7)
     for bad in (0, -1, 2.5, "3", True):
-        with pytest.raises(export.ExportError, match="not a positive integer"):
+        with pytest.raises(versions.ExportError, match="not a positive integer"):
             export.export(trained, config, base, version=bad)
     assert tree(base) == before | {"007"}
 
 
 def test_version_appears_whole_or_not_at_all(trained, workdir, tmp_path, monkeypatch):
-    config = experiment.load_trained(workdir)[1]
+    config = workdirs.load_trained(workdir)[1]
     base = str(tmp_path / "fmnist_pcl")
     seen = {}
     rename = os.rename
@@ -433,18 +434,18 @@ def test_version_appears_whole_or_not_at_all(trained, workdir, tmp_path, monkeyp
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(tf.saved_model, "save", failing_save)
-    with pytest.raises(export.ExportError, match="No space left on device"):
+    with pytest.raises(versions.ExportError, match="No space left on device"):
         export.export(trained, config, base)
     assert os.listdir(base) == ["1"]
     fresh = tmp_path / "new" / "deeper"
-    with pytest.raises(export.ExportError):
+    with pytest.raises(versions.ExportError):
         export.export(trained, config, str(fresh))
     assert not (tmp_path / "new").exists()  # the directories it made for itself are gone too
 
 
 def test_softmax_model_has_no_prototype_output(tmp_path):
     config = load_config("smoke,softmax")
-    model = experiment.build_model(config)
+    model = training_setup.build_model(config)
     path = export.export(model, config, str(tmp_path / "softmax"))
     serve = tf.saved_model.load(path).signatures["serving_default"]
     assert set(serve.structured_outputs) == OUTPUTS - {"prototype_class_ids"}
@@ -456,8 +457,8 @@ def test_softmax_model_has_no_prototype_output(tmp_path):
 def test_unwritable_export_dir_is_refused(trained, tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    with pytest.raises(export.ExportError, match="not writable"):
-        export.check_destination(str(locked / "model"))
+    with pytest.raises(versions.ExportError, match="not writable"):
+        versions.check_destination(str(locked / "model"))
 
 
 # --------------------------------------------------------------------------- pcl-export
@@ -498,16 +499,16 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(case, workdir, t
 
 
 def test_slim_copy_evaluates_like_the_original_and_is_small(workdir, trained, images, tmp_path):
-    copy = experiment.slim_copy(workdir, str(tmp_path / "slim"))
-    model = experiment.load_trained(copy)[0]
+    copy = workdirs.slim_copy(workdir, str(tmp_path / "slim"))
+    model = workdirs.load_trained(copy)[0]
     np.testing.assert_array_equal(model.inference_model()(images).numpy(), trained.inference_model()(images).numpy())
     np.testing.assert_array_equal(model.centroid_variables[0].numpy(), trained.centroid_variables[0].numpy())
     assert sorted(os.listdir(copy)) == ["SLIM_COPY", "checkpoints", "config.json", "metrics.json", "reports"]
-    assert experiment.is_slim_copy(copy) and not experiment.is_slim_copy(workdir)
+    assert workdirs.is_slim_copy(copy) and not workdirs.is_slim_copy(workdir)
     size = lambda d: sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
     assert size(copy) < size(workdir) / 3  # no optimizer slots, one checkpoint, no logs
-    with pytest.raises(experiment.WorkdirError, match="already exists"):
-        experiment.slim_copy(workdir, copy)
+    with pytest.raises(workdirs.WorkdirError, match="already exists"):
+        workdirs.slim_copy(workdir, copy)
 
 
 def test_slim_copy_reports_carry_no_machine_paths(workdir, tmp_path):
@@ -524,7 +525,7 @@ def test_slim_copy_reports_carry_no_machine_paths(workdir, tmp_path):
     io_utils.write_json_atomic(os.path.join(original, "reports", "transfer_fgsm.json"), {
         "method": "fgsm", "params": {"eps": 0.3}, "accuracy": {original: {original: 0.1, source: 0.5},
                                                                 source: {original: 0.6, source: 0.0}}})
-    copy = experiment.slim_copy(original, str(tmp_path / "shipped" / "fmnist_pcl"))
+    copy = workdirs.slim_copy(original, str(tmp_path / "shipped" / "fmnist_pcl"))
     text = "".join(open(os.path.join(copy, "reports", f)).read() for f in sorted(os.listdir(os.path.join(copy, "reports"))))
     assert str(tmp_path) not in text
     shipped = io_utils.read_json(os.path.join(copy, "reports", "blackbox_fgsm.json"))[0]

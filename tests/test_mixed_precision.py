@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pcl_tf import experiment, models
+from pcl_tf import models, training_setup
 from synthetic import stripes
 
 CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "fmnist_cnn6.py")
@@ -30,8 +30,8 @@ def train_steps(precision):
     """Losses of STEPS joint (CE + PC) steps, from weights seeded the same for every precision."""
     keras.utils.set_random_seed(0)
     c = config(precision)
-    model = experiment.build_model(c)
-    experiment.compile_model(model, c, steps_per_epoch=STEPS)
+    model = training_setup.build_model(c)
+    training_setup.compile_model(model, c, steps_per_epoch=STEPS)
     model.pc_active.assign(1.0)
     x, y = stripes(32 * STEPS, seed=1)
     losses = []
@@ -47,7 +47,7 @@ def float32_run():
 
 
 def test_bfloat16_computes_low_and_keeps_logits_prototypes_and_variables_float32():
-    model = experiment.build_model(config("mixed_bfloat16"))
+    model = training_setup.build_model(config("mixed_bfloat16"))
     outputs = model.network(tf.zeros((2, 28, 28, 1)))
     # The backbone computes in bfloat16; the logits and the features the PC loss sees leave the
     # network as float32.
@@ -82,5 +82,5 @@ def test_float16_uses_loss_scaling_and_stays_finite(float32_run):
 
 
 def test_unknown_precision_is_refused():
-    with pytest.raises(experiment.ConfigError, match="config.mixed_precision='float8'"):
-        experiment.validate_config(config("float8"))
+    with pytest.raises(training_setup.ConfigError, match="config.mixed_precision='float8'"):
+        training_setup.validate_config(config("float8"))

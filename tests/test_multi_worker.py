@@ -21,7 +21,7 @@ import os, sys
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from pcl_tf import custom_loop, distribute, experiment
+from pcl_tf import custom_loop, distribute, experiment, training_setup
 from pcl_tf.configs import fmnist_cnn6
 sys.path.insert(0, %(tests)r)
 from synthetic import stripes
@@ -40,8 +40,8 @@ x, y = stripes(128, seed=3)
 batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).repeat()
 with strategy.scope():
     tf.keras.utils.set_random_seed(0)
-    model = experiment.build_model(config)
-    experiment.compile_model(model, config, steps_per_epoch=4)
+    model = training_setup.build_model(config)
+    training_setup.compile_model(model, config, steps_per_epoch=4)
 model.pc_active.assign(1.0)
 if multi_worker:
     custom_loop.fit(model, strategy, batches, epochs=2, initial_epoch=0, steps_per_epoch=4)
@@ -136,10 +136,11 @@ def test_a_model_trained_by_two_workers_evaluates_and_is_attacked_on_one_device(
     """Evaluation and attacks need no strategy: the chief's checkpoint loads like any other."""
     import tensorflow as tf
 
-    from pcl_tf import attacks, experiment
+    from pcl_tf import attacks
+    from pcl_tf import workdir as workdirs
 
     root, _ = runs
-    model, config = experiment.load_trained(str(root / "mw"))
+    model, config = workdirs.load_trained(str(root / "mw"))
     x = tf.random.stateless_uniform((8, 28, 28, 1), seed=[1, 2])
     y = tf.argmax(model.inference_model()(x), axis=1)
     pgd = attacks.make_attack("pgd", attacks.default_params("pgd", config.dataset, eps=0.3), seed=0)

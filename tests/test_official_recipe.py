@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pcl_tf import adversarial, data, experiment, schedule, training
+from pcl_tf import adversarial, building, catalogue, config_schema, experiment, schedule, training, training_setup
+from pcl_tf import workdir as workdirs
 from pcl_tf.configs import common
 
 LR, MOMENTUM, WD = 0.01, 0.9, 1e-4
@@ -108,11 +109,11 @@ def test_centre_steps_at_the_adversarial_training_learning_rates():
 def test_push_centroid_lr_ratio_reaches_the_layers_from_the_config():
     config = common.make("fashion_mnist", "cnn6", "gap,fc512,fc64", "mnist", "official")
     config.pcl.push_centroid_lr_ratio = 2e-5
-    model = experiment.build_model(config)
+    model = training_setup.build_model(config)
     assert {layer.push_centroid_lr_ratio for layer in model.pc_layers} == {2e-5}
     assert cifar_config("official,official_advpgd").pcl.push_centroid_lr_ratio == pytest.approx(1e-5 / 0.5)
     # The paper's default is unchanged: the released PCL script's 1e-4 / 0.5.
-    assert common.base_config().pcl.push_centroid_lr_ratio == pytest.approx(1e-4 / 0.5)
+    assert config_schema.base_config().pcl.push_centroid_lr_ratio == pytest.approx(1e-4 / 0.5)
 
 
 # --------------------------------------------------------------------------- optimizer state at the switch
@@ -192,8 +193,8 @@ def test_official_advpgd_settings_and_fixed_pgd_step():
     assert (config.adv.method, config.adv.eps_min, config.adv.eps_max, config.adv.steps) == ("pgd", 0.02, 0.05, 10)
     assert (config.adv.random_start, config.adv.include_clean, config.train.batch_size) == (False, True, 64)
     assert config.pcl.push_weight == 1e-5 and config.train.epochs == 164 + 500
-    experiment.validate_config(config)
-    adversary = experiment.make_adversary(config)
+    training_setup.validate_config(config)
+    adversary = training_setup.make_adversary(config)
     # A linear loss w.x: every step moves sign(w) * 2/255 whatever ε; 10 steps = 0.078 < ε = 0.1.
     w = tf.constant([[1.0, -1.0, 0.0]])
     x = tf.constant([[0.5, 0.5, 0.5]])
@@ -225,7 +226,7 @@ def bottleneck_parameters(blocks_per_stage):
 
 @pytest.fixture(scope="module")
 def official_model():
-    return experiment.build_model(cifar_config("official"))
+    return training_setup.build_model(cifar_config("official"))
 
 
 def test_official_network_parameters_and_taps(official_model):
@@ -244,12 +245,12 @@ def test_normalisation_constants(official_model):
     np.testing.assert_allclose(np.ravel(layer.mean), [0.4914, 0.4822, 0.4465], rtol=1e-6)
     np.testing.assert_allclose(np.sqrt(np.ravel(layer.variance)), [0.2023, 0.1994, 0.2010], rtol=1e-5)
     default = cifar_config("")
-    assert experiment.normalization(default) == (data.info("cifar10").mean, data.info("cifar10").std)
-    assert data.info("cifar10").std == (0.2470, 0.2435, 0.2616)
+    assert building.normalization(default) == (catalogue.info("cifar10").mean, catalogue.info("cifar10").std)
+    assert catalogue.info("cifar10").std == (0.2470, 0.2435, 0.2616)
 
 
 def test_a_config_json_without_the_new_fields_loads_with_the_old_behaviour(tmp_path):
-    saved = common.base_config().to_dict()
+    saved = config_schema.base_config().to_dict()
     for section, name in [("train", "weight_decay_mode"), ("train", "pcl_lr"), ("train", "pcl_lr_decay_epochs"),
                           ("train", "official_pcl_lr_decay_bug"), ("train", "reset_optimizer_at_pcl_start"),
                           ("pcl", "push_centroid_lr_ratio"), ("adv", "step_size")]:
@@ -258,11 +259,11 @@ def test_a_config_json_without_the_new_fields_loads_with_the_old_behaviour(tmp_p
     path = os.path.join(tmp_path, "config.json")
     with open(path, "w") as f:
         json.dump(saved, f)
-    config = experiment.read_config(path)
+    config = workdirs.read_config(path)
     assert config.train.weight_decay_mode == "decoupled" and config.train.pcl_lr == 0.0
     assert not config.train.reset_optimizer_at_pcl_start and config.adv.step_size == 0.0
     assert config.pcl.push_centroid_lr_ratio == pytest.approx(1e-4 / 0.5)
-    assert experiment.normalization(saved) == (data.info("fashion_mnist").mean, data.info("fashion_mnist").std)
+    assert building.normalization(saved) == (catalogue.info("fashion_mnist").mean, catalogue.info("fashion_mnist").std)
 
 
 def test_compile_model_wires_the_schedules_and_the_coupled_decay():
@@ -270,9 +271,9 @@ def test_compile_model_wires_the_schedules_and_the_coupled_decay():
     (as intended: decayed at joint epoch 10), and the coupled decay is the optimizer's."""
     config = common.make("fashion_mnist", "cnn6", "gap,fc512,fc64", "mnist", "official")
     config.train.update(weight_decay_mode="coupled", pcl_lr=0.01, pcl_lr_decay_epochs=(10,), lr_decay_epochs=(40,))
-    experiment.validate_config(config)
-    model = experiment.build_model(config)
-    experiment.compile_model(model, config, steps_per_epoch=10)
+    training_setup.validate_config(config)
+    model = training_setup.build_model(config)
+    training_setup.compile_model(model, config, steps_per_epoch=10)
     assert isinstance(model.optimizer, training.CoupledSGD) and model.optimizer.coupled_weight_decay == 1e-4
     lrs = {}
     for epoch in (0, 40, 50, 59, 60):  # warm-up 50 epochs (lr 0.1, 0.01 from 40), joint from 50 at 0.01, x0.1 at 60
@@ -294,7 +295,7 @@ def test_official_adversarial_recipe_trains_end_to_end_on_mock_data(tmp_path):
     workdir = str(tmp_path / "run")
     with tfds.testing.mock_data(num_examples=96):
         metrics = experiment.train_and_evaluate(config, workdir, verbose=0)
-    saved = experiment.read_config(os.path.join(workdir, "config.json"))
+    saved = workdirs.read_config(os.path.join(workdir, "config.json"))
     assert (saved.model, saved.train.weight_decay_mode, saved.train.reset_optimizer_at_pcl_start) == (
         "resnet110_official", "coupled", True)
     assert {"pcl_gap", "pcl_fc1024"} <= set(metrics["history"])

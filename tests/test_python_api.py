@@ -45,13 +45,13 @@ def test_every_public_name_resolves_and_shadows_no_module():
 
 
 def test_docs_example_runs_as_written(tmp_path):
-    from pcl_tf import data
+    from pcl_tf import prepare
 
     blocks = python_blocks(DOC)
     assert blocks, f"no python code block in {DOC}"
     code = "\n".join(blocks)
     namespace = {"__name__": "__docs__"}
-    if data.is_prepared("fashion_mnist"):
+    if prepare.is_prepared("fashion_mnist"):
         exec(compile(code, DOC, "exec"), namespace)  # noqa: S102
     else:  # a machine without the dataset: random images of its shape, the same code
         import tensorflow_datasets as tfds

@@ -25,6 +25,7 @@ import os, sys, time
 import numpy as np
 import tensorflow_datasets as tfds
 from pcl_tf import checkpointing, experiment
+from pcl_tf import workdir as workdirs
 from pcl_tf.configs import fmnist_cnn6
 
 workdir, slow = sys.argv[1], sys.argv[2] == "slow"
@@ -50,7 +51,7 @@ with tfds.testing.mock_data(num_examples=300):
     except experiment.TrainingInterrupted as e:  # what pcl-train turns into one line and exit 130
         print(e, file=sys.stderr)
         sys.exit(130)
-    model, _ = experiment.load_trained(workdir)
+    model, _ = workdirs.load_trained(workdir)
 np.savez(os.path.join(workdir, "final.npz"), *[w.numpy() for w in model.network.weights + model.centroid_variables])
 """ % {"epochs": EPOCHS, "every": EVERY}
 
@@ -148,8 +149,8 @@ def test_corrupt_newest_checkpoint_is_refused_for_evaluation_unless_asked_then_t
     data_file = glob.glob(str(workdir / "checkpoints" / f"ckpt-{newest}.data-*"))[0]
     with open(data_file, "r+b") as f:
         f.truncate(100)  # a truncated write
-    load = ("import sys; from pcl_tf import experiment; "
-            "m, _ = experiment.load_trained(sys.argv[1], allow_older_checkpoint=sys.argv[2] == '1'); "
+    load = ("import sys; from pcl_tf import workdir as workdirs; "
+            "m, _ = workdirs.load_trained(sys.argv[1], allow_older_checkpoint=sys.argv[2] == '1'); "
             "print(m.restored_checkpoint)")
     check = subprocess.run([sys.executable, "-c", load, str(workdir), "1"], capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr[-2000:]

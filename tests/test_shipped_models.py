@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from pcl_tf import experiment, io_utils
+from pcl_tf import io_utils
+from pcl_tf import workdir as workdirs
 
 MODELS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "models")
 # models/in_progress/ carries unfinished reproduction runs between sessions (bench/reproduce_fmnist.py --stash).
@@ -37,8 +38,8 @@ def idx_test_set():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_loads_and_has_its_stated_accuracy(name):
     workdir = os.path.join(MODELS_DIR, name)
-    model, config = experiment.load_trained(workdir)
-    metrics = io_utils.read_json(os.path.join(workdir, experiment.METRICS_FILE))
+    model, config = workdirs.load_trained(workdir)
+    metrics = io_utils.read_json(os.path.join(workdir, workdirs.METRICS_FILE))
     assert (config.dataset, config.model) == (metrics["dataset"], metrics["model"])
     if not (os.path.isfile(TEST_IMAGES) and os.path.isfile(TEST_LABELS)):
         pytest.skip("no real Fashion-MNIST in /usr/share/datasets (apt-get install dataset-fashion-mnist)")
@@ -79,7 +80,7 @@ def test_commands_that_read_a_shipped_model_never_write_into_it(tmp_path):
     checked is where things are written, not the numbers.)"""
     name = "fmnist_cnn6_softmax"
     workdir = os.path.join(MODELS_DIR, name)
-    assert experiment.is_slim_copy(workdir)
+    assert workdirs.is_slim_copy(workdir)
     before = _files(MODELS_DIR)
     proc = subprocess.run([sys.executable, "-c", ATTACK_ON_MOCK_DATA, f"--workdir={os.path.abspath(workdir)}",
                            "--method=fgsm", "--num_examples=16", "--noaudit", "--noprogress"],
@@ -95,4 +96,4 @@ def test_commands_that_read_a_shipped_model_never_write_into_it(tmp_path):
 
 
 def test_every_shipped_model_is_marked_as_a_slim_copy():
-    assert all(experiment.is_slim_copy(os.path.join(MODELS_DIR, name)) for name in SHIPPED)
+    assert all(workdirs.is_slim_copy(os.path.join(MODELS_DIR, name)) for name in SHIPPED)

@@ -10,6 +10,7 @@ modules import nothing that imports it at module level (tests/test_cli_startup.p
 from __future__ import annotations
 
 import importlib
+import logging as std_logging
 import os
 import sys
 import tempfile
@@ -131,6 +132,39 @@ def _print_help(main: Callable, prog: str) -> None:
                          "--config.<field>=value.\n")
 
 
+class _ConsoleHandler(std_logging.Handler):
+    """Shows the library's log records (the ``pcl_tf`` loggers) as the commands print: INFO (progress,
+    where a report was written) as bare lines on stdout, WARNING and above as ``prog: message`` on
+    stderr. The streams are looked up at each record, so a redirected ``sys.stdout`` is honoured."""
+
+    def __init__(self, prog: str):
+        super().__init__(std_logging.INFO)
+        self.prog = prog
+
+    def emit(self, record: std_logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.levelno >= std_logging.WARNING:
+                stream, line = sys.stderr, f"{self.prog}: {message}"
+            else:
+                stream, line = sys.stdout, message
+            stream.write(line + "\n")
+            stream.flush()
+        except Exception:  # noqa: BLE001 - logging must never take the command down
+            self.handleError(record)
+
+
+def show_library_logs(prog: str) -> None:
+    """Routes the library's ``pcl_tf`` loggers to the console through :class:`_ConsoleHandler`
+    (and not on to absl's handler, which would prefix every line with a level, time and file)."""
+    logger = std_logging.getLogger("pcl_tf")
+    for handler in [h for h in logger.handlers if isinstance(h, _ConsoleHandler)]:
+        logger.removeHandler(handler)
+    logger.addHandler(_ConsoleHandler(prog))
+    logger.setLevel(std_logging.INFO)
+    logger.propagate = False
+
+
 def run(
     main: Callable,
     prog: str,
@@ -157,6 +191,7 @@ def run(
         if not flags.FLAGS["verbosity"].present:
             # TFDS logs every dataset it opens at INFO; keep the console for progress and results.
             logging.set_verbosity(logging.WARNING)
+        show_library_logs(prog)
         try:
             check_flags()
         except errors as e:

@@ -15,7 +15,12 @@ import os
 
 from absl import flags
 
+from pcl_tf import versions  # no TensorFlow
 from pcl_tf.cli import common
+
+# Loaded at first use, once the flags are checked (they import TensorFlow).
+export = common.lazy_module("pcl_tf.export")
+workdirs = common.lazy_module("pcl_tf.workdir")
 
 PROG = "pcl-export"
 
@@ -36,9 +41,9 @@ def _check_flags():
     """Refuses bad flags before TensorFlow is imported.
 
     Importing TensorFlow takes seconds and writes log lines to stderr whatever
-    TF_CPP_MIN_LOG_LEVEL says; a mistyped flag should cost neither. These are cheap file-system
-    checks; the library (``pcl_tf.export.check_destination``, ``experiment.load_trained``) makes
-    the complete ones again before anything is written.
+    TF_CPP_MIN_LOG_LEVEL says; a mistyped flag should cost neither. The destination check is the
+    library's own (:func:`pcl_tf.versions.check_destination`, which needs no TensorFlow); the
+    export makes it again before anything is written.
     """
     if not FLAGS.workdir:
         raise ValueError("give --workdir=DIR, the work dir of a trained model (pcl-train --workdir)")
@@ -52,51 +57,18 @@ def _check_flags():
         return
     if not FLAGS.export_dir:
         raise ValueError("give --export_dir=DIR, e.g. exports/<model_name>; versions are written under it")
-    if FLAGS.version is not None and FLAGS.version < 1:
-        raise ValueError(f"--version={FLAGS.version} is not a positive integer; TF Serving versions are 1, 2, ...")
-    base = os.path.abspath(FLAGS.export_dir)
-    existing = base
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ValueError(f"cannot use --export_dir={FLAGS.export_dir}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write to --export_dir={FLAGS.export_dir}: {existing} is not writable")
-    if FLAGS.version is not None and os.path.exists(os.path.join(base, str(FLAGS.version))):
-        raise ValueError(
-            f"version {FLAGS.version} already exists in {base}; exports are never overwritten: "
-            "choose another --version or leave it out to write the next free one"
-        )
+    versions.check_destination(FLAGS.export_dir, FLAGS.version)
 
 
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}; flags look like --export_dir=DIR")
     if FLAGS.slim_copy:
-        from pcl_tf import experiment  # pylint: disable=g-import-not-at-top  (TensorFlow loads here)
-
-        print(f"slim copy of {FLAGS.workdir}: {experiment.slim_copy(FLAGS.workdir, FLAGS.slim_copy)}")
+        print(f"slim copy of {FLAGS.workdir}: {workdirs.slim_copy(FLAGS.workdir, FLAGS.slim_copy)}")
         return
-    from pcl_tf import export  # pylint: disable=g-import-not-at-top  (TensorFlow loads here)
-
     path = export.export_workdir(FLAGS.workdir, FLAGS.export_dir, FLAGS.version,
                                  allow_older_checkpoint=FLAGS.allow_older_checkpoint)
-    metadata = export.read_metadata(path)
-    signature = metadata["signatures"][export.SIGNATURE_FLOAT]
-    spec = signature["inputs"][export.INPUT_NAME]
-    base = os.path.dirname(path)
-    what = f"{metadata['dataset']}, {metadata['model']}"
-    print(f"exported {FLAGS.workdir} ({what}) as version {metadata['version']}: {path}")
-    print(
-        f"signatures: {export.SIGNATURE_FLOAT} ({export.INPUT_NAME}: float32 in [0, 1], shape {spec['shape']}), "
-        f"{export.SIGNATURE_UINT8} (uint8 0..255); outputs: {', '.join(sorted(signature['outputs']))}"
-    )
-    if metadata["reports"]:
-        print(f"reports: {', '.join(metadata['reports'])} (in {export.METADATA_DIR}/)")
-    print(
-        f"serve: tensorflow_model_server --rest_api_port=8501 --model_name={os.path.basename(base)} "
-        f"--model_base_path={base}"
-    )
+    print(export.describe(path, FLAGS.workdir))
 
 
 def run():

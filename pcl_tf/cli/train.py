@@ -15,7 +15,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from pcl_tf import data, distribute
+from pcl_tf import catalogue, config_schema, distribute  # no TensorFlow
 from pcl_tf.cli import common
 from pcl_tf.configs import common as configs_common
 
@@ -56,7 +56,7 @@ def _with_default_config(argv):
         return argv
     try:
         path = configs_common.default_config_path(dataset)
-    except data.DatasetError as e:
+    except catalogue.DatasetError as e:
         common.fail(PROG, e)
     return argv[:1] + [f"--config={path}"] + argv[1:]
 
@@ -66,12 +66,12 @@ def _check_flags():
     if FLAGS.config is None:
         raise ValueError("give --dataset=NAME or --config=configs/FILE.py[:variants]")
     if FLAGS.show_config:
-        _show_config(common.resolved_config(FLAGS.config))
+        print(config_schema.describe(common.resolved_config(FLAGS.config)))
         sys.exit(0)
     if not FLAGS.workdir:
         raise ValueError("give --workdir=DIR, where checkpoints and metrics are written")
     config = common.resolved_config(FLAGS.config)
-    if FLAGS.dataset and data.info(FLAGS.dataset).name != config.dataset:
+    if FLAGS.dataset and catalogue.info(FLAGS.dataset).name != config.dataset:
         raise ValueError(
             f"--dataset={FLAGS.dataset} conflicts with the config, which is for {config.dataset} (its model, "
             f"normalisation and schedule are that dataset's); drop --dataset, or give "
@@ -79,24 +79,8 @@ def _check_flags():
         )
 
 
-def _show_config(config):
-    """Every field as ``field = value  # meaning`` (the meaning from configs/common.py)."""
-    docs = configs_common.field_docs()
-
-    def walk(node, prefix=""):
-        for key in sorted(node.keys()):
-            value = node[key]
-            name = prefix + key
-            if hasattr(value, "keys"):
-                walk(value, name + ".")
-            else:
-                print(f"{name} = {value!r}" + (f"  # {docs[name]}" if docs.get(name) else ""))
-
-    walk(config)
-
-
 def main(argv):
-    from pcl_tf import experiment, export  # pylint: disable=g-import-not-at-top  (TensorFlow loads here)
+    from pcl_tf import experiment  # pylint: disable=g-import-not-at-top  (TensorFlow loads here)
 
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}; flags look like --workdir=DIR")
@@ -105,21 +89,17 @@ def main(argv):
         config.data_dir = FLAGS.data_dir
     # auto: Keras' bar on a terminal; in a log or pipe a line per epoch, not carriage returns.
     verbose = (1 if sys.stdout.isatty() else 2) if FLAGS.verbose == "auto" else int(FLAGS.verbose)
-    if FLAGS.export_dir:
-        export.check_destination(FLAGS.export_dir)  # refuse a bad destination before hours of training
-    if FLAGS.cpu_devices:
-        distribute.split_cpu(FLAGS.cpu_devices)
-    strategy = distribute.make_strategy(FLAGS.strategy)
-    metrics = experiment.train_and_evaluate(config, FLAGS.workdir, verbose=verbose, strategy=strategy,
-                                            announce=lambda line: print(line, flush=True))
+    metrics, exported = experiment.train_and_export(
+        config, FLAGS.workdir, strategy=FLAGS.strategy, cpu_devices=FLAGS.cpu_devices, verbose=verbose,
+        export_dir=FLAGS.export_dir, announce=lambda line: print(line, flush=True))
     test = metrics["test"]
     print(f"test accuracy (softmax): {100 * test['softmax']:.2f} % on {test['num_examples']} images")
     for key, value in sorted(test.items()):
         if key.startswith("prototype_"):
             print(f"test accuracy (nearest prototype, {key[len('prototype_'):]}): {100 * value:.2f} %")
     print(f"work dir: {FLAGS.workdir}")
-    if FLAGS.export_dir and distribute.is_chief(strategy):
-        print(f"exported SavedModel: {export.export_workdir(FLAGS.workdir, FLAGS.export_dir)}")
+    if exported:
+        print(f"exported SavedModel: {exported}")
 
 
 def _run_failures():
@@ -130,7 +110,7 @@ def _run_failures():
 
 def run():
     sys.argv = _with_default_config(sys.argv)
-    common.run(main, PROG, errors=(ValueError, data.DatasetError), exits=_run_failures, check_flags=_check_flags)
+    common.run(main, PROG, errors=(ValueError, catalogue.DatasetError), exits=_run_failures, check_flags=_check_flags)
 
 
 if __name__ == "__main__":
