@@ -22,8 +22,11 @@ from typing import Callable, Dict, Sequence, Tuple, Type
 SHOW_TF_LOGS = os.environ.get("PCL_TF_TF_LOGS", "") not in ("", "0")
 # TensorFlow's known start-up noise on a machine without a GPU: printed by its C++ side straight
 # to file descriptor 2 while it loads (before any log level applies), then the CUDA probe's error.
+# "oneDNN custom operations are on" appears only on CPUs where TensorFlow turns oneDNN on by
+# default (e.g. with AVX-512 VNNI), twice per import.
 _STARTUP_NOISE = ("All log messages before absl::InitializeLog", "cudart_stub.cc", "cuda_platform.cc",
-                  "cpu_feature_guard.cc", "To enable the following instructions", "rebuild TensorFlow with")
+                  "cpu_feature_guard.cc", "To enable the following instructions", "rebuild TensorFlow with",
+                  "oneDNN custom operations are on")
 
 
 def _import_tensorflow_quietly(show: bool = False) -> None:
