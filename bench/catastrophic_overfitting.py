@@ -32,6 +32,8 @@ from typing import Dict, List, Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The trainings run through the reproduction driver's resumable step runner (experiments/).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments"))
 
 from reproduce_fmnist import Step, run_step  # noqa: E402
 from time_to_robustness import METHODS, RECIPE, _train_args, save_figure  # noqa: E402

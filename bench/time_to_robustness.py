@@ -34,6 +34,8 @@ import sys
 from typing import Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The trainings run through the reproduction driver's resumable step runner (experiments/).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments"))
 
 from reproduce_fmnist import Step, run_step  # noqa: E402
 

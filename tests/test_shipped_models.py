@@ -15,7 +15,7 @@ from pcl_tf import io_utils
 from pcl_tf import workdir as workdirs
 
 MODELS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "models")
-# models/in_progress/ carries unfinished reproduction runs between sessions (bench/reproduce_fmnist.py --stash).
+# models/in_progress/ carries unfinished reproduction runs between sessions (experiments/reproduce_fmnist.py --stash).
 SHIPPED = sorted(d for d in os.listdir(MODELS_DIR) if os.path.isdir(os.path.join(MODELS_DIR, d)) and d != "in_progress")
 TEST_IMAGES = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
 TEST_LABELS = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"

@@ -12,10 +12,10 @@ Every step is a ``pcl-train`` / ``pcl-attack`` command run as a subprocess, logg
 from its last checkpoint. So the whole job is resumable: kill it at any point (or let a session
 end) and run the same command again.
 
-    python bench/reproduce_fmnist.py --root=runs/repro                      # everything, in order
-    python bench/reproduce_fmnist.py --root=runs/repro --stage=train        # only the trainings
-    python bench/reproduce_fmnist.py --root=runs/repro --dry_run            # print the commands
-    python bench/reproduce_fmnist.py --root=runs/repro --stage=render --results=docs/RESULTS.md
+    python experiments/reproduce_fmnist.py --root=runs/repro                      # everything, in order
+    python experiments/reproduce_fmnist.py --root=runs/repro --stage=train        # only the trainings
+    python experiments/reproduce_fmnist.py --root=runs/repro --dry_run            # print the commands
+    python experiments/reproduce_fmnist.py --root=runs/repro --stage=render --results=docs/RESULTS.md
 
 The budgets (epochs, examples) are the plan below; each run's wall time and machine are read
 from its ``metrics.json`` when rendering. The paper's schedules (350 epochs of SGD) stay in

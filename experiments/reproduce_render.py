@@ -3,11 +3,11 @@
 Only the part between the ``GENERATED`` markers is rewritten, so the hand-written discussion
 around it stays; a cell whose run or evaluation has not finished yet reads "pending". Every
 number comes from a ``metrics.json`` or a ``pcl-attack`` report under the reproduction root
-(``bench/reproduce_fmnist.py``); the paper's numbers are quoted from its Tables 2, 5 and 7 and
+(``experiments/reproduce_fmnist.py``); the paper's numbers are quoted from its Tables 2, 5 and 7 and
 the published references named beside them.
 
-    python bench/reproduce_render.py --root=runs/repro --results=docs/RESULTS.md
-    python bench/reproduce_render.py --root=runs/repro --results=docs/RESULTS.md --budget   # the budget curve only
+    python experiments/reproduce_render.py --root=runs/repro --results=docs/RESULTS.md
+    python experiments/reproduce_render.py --root=runs/repro --results=docs/RESULTS.md --budget   # the budget curve only
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 import reproduce_fmnist as plan
 from pcl_tf import io_utils, report
 
-START, END = "<!-- GENERATED:start (bench/reproduce_render.py) -->", "<!-- GENERATED:end -->"
+START, END = "<!-- GENERATED:start (experiments/reproduce_render.py) -->", "<!-- GENERATED:end -->"
 PENDING = "pending"
 
 # Paper Table 2, F-MNIST (ε = 0.3, c = 10): clean, white-box FGSM BIM C&W MIM PGD, black-box the same.
@@ -39,7 +39,7 @@ LABELS = {"fgsm": "FGSM", "bim": "BIM", "cw": "C&W", "mim": "MIM", "pgd": "PGD",
           "pgd-restarts": "+PGD-5×restarts"}
 
 
-BUDGET_START, BUDGET_END = "<!-- GENERATED-BUDGET:start (bench/reproduce_render.py --budget) -->", "<!-- GENERATED-BUDGET:end -->"
+BUDGET_START, BUDGET_END = "<!-- GENERATED-BUDGET:start (experiments/reproduce_render.py --budget) -->", "<!-- GENERATED-BUDGET:end -->"
 
 
 def render_budget(root: str, results_path: str) -> None:
@@ -133,7 +133,7 @@ def _header(cells) -> str:
 def _budget_table(root: str) -> str:
     lines = ["## Training budgets", "",
              "Every model: CNN-6 (VGG-19 for the black-box source) on real Fashion-MNIST, Adam 1e-3, batch 256, "
-             "trained by `bench/reproduce_fmnist.py` on the machine named below. Test accuracy on all 10,000 test "
+             "trained by `experiments/reproduce_fmnist.py` on the machine named below. Test accuracy on all 10,000 test "
              "images (softmax; PCL models also by the nearest prototype of FC(64), Eq. 6).", "",
              _header(["model", "config", "epochs (CE warm-up)", "train images", "wall time", "images/s",
                       "test acc. (softmax)", "test acc. (Eq. 6, fc64)", "machine"])]
