@@ -39,6 +39,7 @@ def test_method_lists_and_norms():
     assert attacks.PAPER_METHODS == ("fgsm", "bim", "cw", "mim", "pgd")
     assert attacks.ADAPTIVE_METHODS == ("adaptive", "feature")
     assert attacks.STRONG_METHODS == ("apgd-ce", "apgd-t", "square", "pgd-restarts")
+    assert attacks.AUTOATTACK_METHODS == ("apgd-ce", "apgd-t", "square")  # pcl-attack --suite=standard
     assert attacks.METHODS == attacks.PAPER_METHODS + attacks.ADAPTIVE_METHODS + attacks.STRONG_METHODS
     assert attacks.NORMS == {m: "l2" if m == "cw" else "linf" for m in attacks.METHODS}
 

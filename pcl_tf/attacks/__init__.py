@@ -10,6 +10,7 @@ import importlib
 
 _REGISTRY_NAMES = (
     "ADAPTIVE_METHODS",
+    "AUTOATTACK_METHODS",
     "BY_NAME",
     "LABELS",
     "SPECS",

@@ -106,6 +106,7 @@ class AttackSpec:
     # Rank among the attacks the audit holds the paper's PGD against (0: not one); on equal
     # accuracy the audit names the lowest rank.
     strong_rank: int = 0
+    autoattack: bool = False  # in AutoAttack's standard suite (pcl-attack --suite=standard)
 
 
 # Table order: the paper's Table 2, then the attacks that know the defence, then AutoAttack's
@@ -121,10 +122,11 @@ SPECS = (
     AttackSpec("feature", "feature", f"{_ADAPTIVE}:feature_space", _paper_iterative, "linf", ITERATIVE, ADAPTIVE,
                model="pcl", seeded=True, strong_rank=4),
     AttackSpec("apgd-ce", "APGD-CE", f"{_APGD}:apgd_ce", _apgd_ce, "linf", ITERATIVE, STRONG, seeded=True, cascade=True,
-               strong_rank=2),
+               strong_rank=2, autoattack=True),
     AttackSpec("apgd-t", "APGD-T", f"{_APGD}:apgd_t", _apgd_t, "linf", ITERATIVE, STRONG, seeded=True, cascade=True,
-               strong_rank=1),
-    AttackSpec("square", "Square", f"{_SQUARE}:square", _square, "linf", GRADIENT_FREE, STRONG, seeded=True, cascade=True),
+               strong_rank=1, autoattack=True),
+    AttackSpec("square", "Square", f"{_SQUARE}:square", _square, "linf", GRADIENT_FREE, STRONG, seeded=True, cascade=True,
+               autoattack=True),
     AttackSpec("pgd-restarts", "PGD-restarts", f"{_APGD}:pgd_restarts", _pgd_restarts, "linf", ITERATIVE, STRONG,
                seeded=True, cascade=True, strong_rank=5),
 )
@@ -134,6 +136,7 @@ METHODS = tuple(spec.name for spec in SPECS)
 PAPER_METHODS = tuple(spec.name for spec in SPECS if spec.suite == PAPER)
 ADAPTIVE_METHODS = tuple(spec.name for spec in SPECS if spec.suite == ADAPTIVE)
 STRONG_METHODS = tuple(spec.name for spec in SPECS if spec.suite == STRONG)
+AUTOATTACK_METHODS = tuple(spec.name for spec in SPECS if spec.autoattack)
 NORMS = {spec.name: spec.norm for spec in SPECS}
 LABELS = {spec.name: spec.label for spec in SPECS}
 

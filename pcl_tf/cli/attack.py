@@ -52,7 +52,7 @@ FLAGS = flags.FLAGS
 
 SUITES = {
     "paper": attacks.PAPER_METHODS,
-    "standard": ("apgd-ce", "apgd-t", "square"),
+    "standard": attacks.AUTOATTACK_METHODS,
     "full": attacks.PAPER_METHODS + attacks.ADAPTIVE_METHODS + attacks.STRONG_METHODS,
 }
 
