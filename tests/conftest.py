@@ -40,11 +40,18 @@ SLOW_TESTS = {
     # Measured for the fast tier (pytest -m "not slow" --durations=30, 2026-12-02, issue 17):
     "test_cli_reports_prepared_dataset",  # prepares real Fashion-MNIST (~30 s), then a pcl-data subprocess
     "test_saved_model_cli_show_lists_the_signatures",  # a saved_model_cli subprocess (~7 s)
+    # The next slowest (pytest -m "not slow" --durations=25, 2026-12-02, two trainings sharing the cores):
+    "test_audit_flags_a_gradient_masked_model",  # trains a masked model, then the whole audit (~12 s)
+    "test_official_advpgd_settings_and_fixed_pgd_step",  # ~8 s
+    "test_cw_l2_in_chunks_with_binary_search",  # ~6 s
 }
 # Single parametrizations (``item.name``) of otherwise fast tests.
-SLOW_PARAMS = {
-    "test_branch_ce_adds_aux_logits[resnet110-32x32x3-layer3:512+layer4+fc1024]",  # builds ResNet-110 (~8 s)
-}
+# ResNet-110 (~3-8 s to build each time) everywhere but its parameter count; ResNet-20 runs the same
+# code paths in the fast tier.
+_RESNET110 = "[resnet110-32x32x3-layer3:512+layer4+fc1024]"
+SLOW_PARAMS = {name + _RESNET110 for name in (
+    "test_branch_ce_adds_aux_logits", "test_tap_names", "test_tap_shapes", "test_output_keys_and_shapes",
+    "test_logits_model_shares_weights", "test_unknown_tap_names_available_taps")}
 
 
 def pytest_collection_modifyitems(config, items):
