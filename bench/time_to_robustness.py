@@ -193,7 +193,9 @@ def plot(found: List[Dict], path: str) -> None:
         points = sorted((r["train_minutes"], 100 * r["worst_case"], r["worst_case_ci95"]) for r in found
                         if r["label"] == label and r["eps"] == eps)
         xs, ys = [p[0] for p in points], [p[1] for p in points]
-        errors = [[y - 100 * p[2][0] for y, p in zip(ys, points)], [100 * p[2][1] - y for y, p in zip(ys, points)]]
+        # (clamped at 0: at a count of 0 or n a bound equals the value up to float rounding)
+        errors = [[max(0.0, y - 100 * p[2][0]) for y, p in zip(ys, points)],
+                  [max(0.0, 100 * p[2][1] - y) for y, p in zip(ys, points)]]
         ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=f"{label}, ε={eps:g}")
     ax.set_xlabel("training minutes (this 2-core CPU machine)")
     ax.set_ylabel("worst-case robust accuracy (%), 95 % CI")

@@ -248,7 +248,9 @@ def _plot_budget_curve(points: List[Dict], path: str) -> bool:
                 ns = [p["reports"][eps]["num_examples"] for p in mine]
                 values = [100 * c / n for c, n in zip(counts, ns)]
                 cis = [report.wilson_interval(c, n) for c, n in zip(counts, ns)]
-                errors = [[v - 100 * lo for v, (lo, _) in zip(values, cis)], [100 * hi - v for v, (_, hi) in zip(values, cis)]]
+                # (clamped at 0: at a count of 0 or n the bound equals the value up to float rounding)
+                errors = [[max(0.0, v - 100 * lo) for v, (lo, _) in zip(values, cis)],
+                          [max(0.0, 100 * hi - v) for v, (_, hi) in zip(values, cis)]]
                 ax.errorbar(epochs, values, yerr=errors, fmt=style, marker=marker, capsize=3, color=colours.get(run.name),
                             label=f"{run.label}: {label}")
             paper = PAPER_PGD.get((run.name.split("_", 1)[1], eps))
