@@ -237,7 +237,8 @@ def stash(root: str, destination: str) -> None:
     """Copies what a later session needs to go on with the budget runs into ``destination``
     (committed to the repository, since a session's work dir may not survive it): per run its
     config.json, its newest checkpoint (weights, prototypes and optimizer state: resumable),
-    its snapshots and metrics.json, and the finished budget reports. Each run's copy replaces the
+    its snapshots, metrics.json and history.json (the per-epoch history, which
+    metrics.json of a resumed run takes from it), and the finished budget reports. Each run's copy replaces the
     previous one atomically (written beside it, then renamed)."""
     for run in BUDGET_RUNS:
         source = workdir(root, run.name)
@@ -253,7 +254,7 @@ def stash(root: str, destination: str) -> None:
             # With a timestamp, as tf.train.CheckpointManager writes it (it ignores entries without).
             f.write(f'model_checkpoint_path: "{newest}"\nall_model_checkpoint_paths: "{newest}"\n'
                     f'all_model_checkpoint_timestamps: {time.time()}\n')
-        for name in ("config.json", "metrics.json"):
+        for name in ("config.json", "metrics.json", "history.json"):
             if os.path.exists(os.path.join(source, name)):
                 shutil.copyfile(os.path.join(source, name), os.path.join(scratch, name))
         if os.path.isdir(os.path.join(source, "snapshots")):
