@@ -131,6 +131,9 @@ def main(argv=None):
                                                       "resnet_throughput.json"))
     args = parser.parse_args(argv)
     paths = args.paths.split(",")
+    unknown_models = sorted(set(args.models.split(",")) - set(CONFIGS))
+    if unknown_models:
+        parser.error(f"unknown model(s) {', '.join(unknown_models)}; choose from {', '.join(CONFIGS)}")
     unknown = sorted(set(paths) - set(PATHS))
     if unknown:
         parser.error(f"unknown path(s) {', '.join(unknown)}; choose from {', '.join(PATHS)}")
