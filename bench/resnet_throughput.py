@@ -11,6 +11,8 @@ batches held in memory (the input pipeline is not measured):
   pcl_keras_bn  CE + the PC terms on the config's branches, Keras' BN
   pcl           CE + PC, fused BN
   pcl_pgd10     PCL + PGD-10 adversarial copies of every batch (slow; not in the default paths)
+  ce_xla        ce with the train step compiled by XLA (``config.jit_compile = True``)
+  pcl_xla       pcl with XLA
   torch_ce      the same architecture in PyTorch (bench/torch_resnet.py; SGD, cross-entropy),
                 where PyTorch is installed (``pip install torch``; never required)
 
@@ -46,7 +48,7 @@ from pcl_tf import io_utils, training_setup  # noqa: E402
 from pcl_tf.models import resnet  # noqa: E402
 
 CONFIGS = {"resnet20": "cifar10_resnet20", "resnet110": "cifar10_resnet110"}
-PATHS = ("ce_keras_bn", "ce", "pcl_keras_bn", "pcl", "pcl_pgd10", "torch_ce")
+PATHS = ("ce_keras_bn", "ce", "pcl_keras_bn", "pcl", "pcl_pgd10", "ce_xla", "pcl_xla", "torch_ce")
 DEFAULT_PATHS = ("ce_keras_bn", "ce", "pcl_keras_bn", "pcl", "torch_ce")
 
 
@@ -63,9 +65,11 @@ def _batch_norm(layer_class):
 
 def keras_step(model_name: str, path: str, batch_size: int) -> Callable[[], None]:
     """One compiled PCLModel train step on a fixed random batch, as a callable."""
-    variants = {"ce": "softmax", "pcl": "", "pcl_pgd10": "advpgd"}[path.replace("_keras_bn", "")]
+    base = path.replace("_keras_bn", "").replace("_xla", "")
+    variants = {"ce": "softmax", "pcl": "", "pcl_pgd10": "advpgd"}[base]
     config = pcl_tf.get_config(CONFIGS[model_name], variants)
     config.train.batch_size = batch_size
+    config.jit_compile = path.endswith("_xla")
     layer = keras.layers.BatchNormalization if path.endswith("_keras_bn") else resnet.FusedBatchNormalization
     with _batch_norm(layer):
         model = training_setup.build_model(config, steps_per_epoch=100)
@@ -86,22 +90,10 @@ def torch_step(model_name: str, batch_size: int, keras_parameters: int):
     except ImportError:
         return None
     torch.set_num_threads(os.cpu_count() or 1)
-    net = torch_resnet.NETWORKS[model_name]()
+    net, step = torch_resnet.sgd_step(model_name, batch_size)
     if torch_resnet.parameter_count(net) != keras_parameters:
         raise SystemExit(f"the PyTorch {model_name} has {torch_resnet.parameter_count(net)} parameters, the Keras one "
                          f"{keras_parameters}: not the same architecture")
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.rand(batch_size, 3, 32, 32, generator=generator)
-    y = torch.randint(0, 10, (batch_size,), generator=generator)
-    net.train()
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(net(x), y).backward()
-        optimizer.step()
-
-    step()
     return step
 
 
@@ -157,6 +149,7 @@ def main(argv=None):
         medians = {path: statistics.median(values) for path, values in rates.items()}
         ratios = {f"{a}_over_{b}": medians[a] / medians[b]
                   for a, b in (("ce", "ce_keras_bn"), ("pcl", "pcl_keras_bn"), ("ce", "torch_ce"), ("pcl", "torch_ce"),
+                               ("ce_xla", "ce"), ("pcl_xla", "pcl"),
                                ("ce_keras_bn", "torch_ce"), ("pcl_keras_bn", "torch_ce"))
                   if a in medians and b in medians}
         results[model_name] = {"images_per_second": {k: round(v, 1) for k, v in medians.items()},

@@ -65,3 +65,56 @@ NETWORKS = {
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+
+def sgd_step(name: str, batch_size: int):
+    """(network, step): one SGD step (lr 0.1, momentum 0.9, weight decay 1e-4, cross-entropy) of
+    ``name`` on a fixed random batch, already run once so the timing excludes the first call."""
+    net = NETWORKS[name]()
+    net.train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(batch_size, 3, 32, 32, generator=generator)
+    y = torch.randint(0, 10, (batch_size,), generator=generator)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(net(x), y).backward()
+        optimizer.step()
+
+    step()
+    return net, step
+
+
+def main(argv=None):
+    """Times the PyTorch step alone, in its own process (no TensorFlow loaded): the check that the
+    interleaved measurement of ``resnet_throughput.py`` does not handicap PyTorch."""
+    import argparse
+    import os
+    import statistics
+    import time
+
+    parser = argparse.ArgumentParser(description="PyTorch ResNet SGD step alone, images/s")
+    parser.add_argument("--models", default="resnet110,resnet20")
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.models.split(",")) - set(NETWORKS))
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(NETWORKS)}")
+    torch.set_num_threads(os.cpu_count() or 1)
+    for name in args.models.split(","):
+        _, step = sgd_step(name, args.batch_size)
+        rates = []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                step()
+            rates.append(args.steps * args.batch_size / (time.perf_counter() - start))
+        print(f"{name}: {', '.join(f'{r:.1f}' for r in rates)} img/s (median {statistics.median(rates):.1f})")
+
+
+if __name__ == "__main__":
+    main()
