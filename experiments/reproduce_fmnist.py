@@ -101,6 +101,10 @@ BUDGET_RUNS = (
 BUDGET_METHODS = "fgsm,pgd,apgd-ce,apgd-t,square"
 BUDGET_EPS = "0.1,0.3"
 BUDGET_EXAMPLES = 1000
+# The end of each budget run (its last snapshot) in the paper's Table 2 and 5 layouts: the paper's
+# attacks and the strong suite at both ε on the same 1,000 images, C&W-L2 on the first 100.
+BUDGET_FINAL_EPOCH = max(BUDGET_SNAPSHOTS)
+BUDGET_CW_EXAMPLES = 100
 
 SWEEP_EPS = "0,0.05,0.1,0.15,0.2,0.25,0.3,0.4"
 BLACK_BOX_METHODS = "fgsm,bim,mim,pgd"  # C&W's 1000 iterations on VGG-19 do not fit the CPU budget
@@ -118,6 +122,11 @@ def workdir(root: str, name: str) -> str:
 def _report(directory: str, kind: str, methods: str, eps: Tuple[float, ...], n: int, source: str = "") -> str:
     """The JSON report `pcl-attack` writes into a work dir for these settings (seed 0)."""
     return os.path.join(directory, "reports", report.report_stem(kind, methods.split(","), eps, n, 0, source=source) + ".json")
+
+
+def budget_result(root: str, name: str, epoch: int, suffix: str = "") -> str:
+    """The stem (no extension) of a budget evaluation's report; ``suffix`` names the final tables'."""
+    return os.path.join(root, "results", "budget", f"{name}_epoch_{epoch:03d}{suffix}")
 
 
 def budget_snapshot(root: str, name: str, epoch: int) -> str:
@@ -194,12 +203,25 @@ def plan(root: str, sizes: Sizes) -> Dict[str, List[Step]]:
     for run in BUDGET_RUNS:
         for epoch in BUDGET_SNAPSHOTS:
             snapshot = budget_snapshot(root, run.name, epoch)
-            out = os.path.join(root, "results", "budget", f"{run.name}_epoch_{epoch:03d}")
+            out = budget_result(root, run.name, epoch)
             budget_evaluate.append(attack(
                 f"budget_{run.name}_epoch_{epoch:03d}",
                 [f"--workdir={snapshot}", f"--method={BUDGET_METHODS}", f"--eps={BUDGET_EPS}",
                  f"--num_examples={BUDGET_EXAMPLES}", f"--output={out}"], out + ".json",
                 needs=os.path.join(snapshot, "metrics.json")))
+    for run in BUDGET_RUNS:
+        snapshot = budget_snapshot(root, run.name, BUDGET_FINAL_EPOCH)
+        full, cw = (budget_result(root, run.name, BUDGET_FINAL_EPOCH, suffix) for suffix in ("_full", "_cw"))
+        budget_evaluate += [
+            attack(f"budget_{run.name}_final_full",
+                   [f"--workdir={snapshot}", f"--method={FULL_WITHOUT_CW}", "--eps=0.3,0.1",
+                    f"--num_examples={BUDGET_EXAMPLES}", f"--output={full}"], full + ".json",
+                   needs=os.path.join(snapshot, "metrics.json")),
+            attack(f"budget_{run.name}_final_cw",
+                   [f"--workdir={snapshot}", "--method=cw", "--eps=0.3", f"--num_examples={BUDGET_CW_EXAMPLES}",
+                    "--audit=false", f"--output={cw}"], cw + ".json",
+                   needs=os.path.join(snapshot, "metrics.json")),
+        ]
     return {
         "budget_train": budget_train,
         "budget_evaluate": budget_evaluate,

@@ -13,10 +13,11 @@ the published references named beside them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import os
 import shutil
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import reproduce_fmnist as plan
 from pcl_tf import io_utils, report
@@ -223,6 +224,7 @@ def _budget_curve(root: str, figures: str) -> str:
     png = os.path.join(figures, "fmnist_budget_curve.png")
     if _plot_budget_curve(points, png):
         lines += ["![robust accuracy against training epochs](figures/fmnist_budget_curve.png)", ""]
+    lines.append(_budget_final_tables(root))
     return "\n".join(lines) + "\n"
 
 
@@ -285,53 +287,135 @@ def _machine(root: str) -> str:
     return "2-core CPU VM"
 
 
+@dataclasses.dataclass
+class TableEntry:
+    """One model's row of the Table 2 / Table 5 layouts: its label, its key in the paper's tables
+    (or "" for none), its white-box and black-box reports and its C&W report (or None)."""
+
+    label: str
+    paper_key: str
+    white: List[Dict]
+    black: List[Dict]
+    cw: Optional[List[Dict]]
+    paper_label: str = ""  # the paper row's label, when not the model's
+
+
+def _main_entries(root: str) -> List[TableEntry]:
+    entries = []
+    for run in plan.MAIN_RUNS:
+        d = os.path.join(root, run.name)
+        entries.append(TableEntry(run.label, run.name, _reports(d, "whitebox"), _reports(d, "blackbox"),
+                                  _first(glob.glob(os.path.join(d, "reports", "whitebox_cw*.json")))))
+    return entries
+
+
+def _cell(reports: List[Dict], eps: float, attack: str, with_ci: bool) -> str:
+    """An attack's robust accuracy at ``eps`` (with its Wilson interval when ``with_ci``)."""
+    if not with_ci:
+        return _pct(_robust(reports, eps, attack))
+    r = _at(reports, eps, attack)
+    if r is None:
+        return PENDING if _at(reports, eps) is None else NOT_RUN
+    return _with_ci(r["attacks"][attack]["robust_count"], r["num_examples"])
+
+
+def _clean_and_worst(w: Optional[Dict], with_ci: bool) -> Tuple[str, str]:
+    if w is None:
+        return PENDING, PENDING
+    if not with_ci:
+        return _pct(w["clean_accuracy"]), f"**{_pct(w['worst_case']['robust_accuracy'])}**"
+    n = w["num_examples"]
+    return _with_ci(round(w["clean_accuracy"] * n), n), f"**{_with_ci(w['worst_case']['robust_count'], n)}**"
+
+
+def _table2_rows(entries: List[TableEntry], with_ci: bool) -> List[str]:
+    lines = [_header(["model", "n", "clean", "FGSM", "BIM", "C&W (n)", "MIM", "PGD", "bb FGSM", "bb BIM", "bb MIM",
+                      "bb PGD"] + [LABELS[m] for m in STRONG] + ["**worst case**"])]
+    for e in entries:
+        w = _at(e.white, 0.3, "pgd")
+        clean, worst = _clean_and_worst(w, with_ci)
+        if not e.cw:
+            cw_cell = PENDING
+        else:
+            cw = e.cw[0]
+            cw_cell = (_with_ci(cw["attacks"]["cw"]["robust_count"], cw["num_examples"]) if with_ci
+                       else _pct(cw["attacks"]["cw"]["robust_accuracy"])) + f" ({cw['num_examples']})"
+        black = [_cell(e.black, 0.3, m, with_ci) if e.black is not None else NOT_RUN for m in ("fgsm", "bim", "mim", "pgd")]
+        cells = [e.label, w["num_examples"] if w else PENDING, clean]
+        cells += [_cell(e.white, 0.3, m, with_ci) for m in ("fgsm", "bim")] + [cw_cell]
+        cells += [_cell(e.white, 0.3, m, with_ci) for m in ("mim", "pgd")] + black
+        cells += [_cell(e.white, 0.3, m, with_ci) for m in STRONG] + [worst]
+        lines.append(_row(cells))
+        if e.paper_key in PAPER_TABLE2:
+            p = PAPER_TABLE2[e.paper_key]
+            # clean, white-box FGSM BIM C&W MIM PGD, black-box FGSM BIM MIM PGD (its black-box C&W left out)
+            values = [10000, *p[:6], p[6], p[7], p[9], p[10]]
+            lines.append(_row([f"*paper: {e.paper_label or e.label}*"] + [f"*{v}*" for v in values]
+                              + ["–"] * (len(STRONG) + 1)))
+    return lines
+
+
+def _table5_rows(entries: List[TableEntry], with_ci: bool) -> List[str]:
+    lines = [_header(["model", "n", "clean", "FGSM", "MIM", "PGD", "bb PGD"] + [LABELS[m] for m in STRONG]
+                     + ["**worst case**"])]
+    for e in entries:
+        w = _at(e.white, 0.1, "pgd")
+        clean, worst = _clean_and_worst(w, with_ci)
+        cells = [e.label, w["num_examples"] if w else PENDING, clean]
+        cells += [_cell(e.white, 0.1, m, with_ci) for m in ("fgsm", "mim", "pgd")]
+        cells += [_cell(e.black, 0.1, "pgd", with_ci) if e.black is not None else NOT_RUN]
+        cells += [_cell(e.white, 0.1, m, with_ci) for m in STRONG] + [worst]
+        lines.append(_row(cells))
+        if e.paper_key in PAPER_TABLE5:
+            p = PAPER_TABLE5[e.paper_key]
+            lines.append(_row([f"*paper: {e.paper_label or e.label}*", "*10000*"] + [f"*{v}*" for v in p]
+                              + ["–"] * (len(STRONG) + 2)))
+    return lines
+
+
 def _table2(root: str) -> str:
     lines = ["## Table 2 — F-MNIST, ε = 0.3 (C&W: c = 10)", "",
              "White-box: the paper's attacks (FGSM, BIM, MIM, PGD: 10 steps of ε/10, PGD from a random start; "
              "C&W-L2: 1000 iterations, lr 0.01, one constant), then the attacks that know the defence and "
              "AutoAttack's sequence (the `+` columns run only on the images still robust and are cumulative). "
              "Worst case: robust to every L∞ attack of the row (C&W-L2 is not bounded by ε and is reported on its "
-             "own). Black-box: crafted on the VGG-19 source, scored on the model. Paper rows in *italics*.", "",
-             _header(["model", "n", "clean", "FGSM", "BIM", "C&W (n)", "MIM", "PGD", "bb FGSM", "bb BIM", "bb MIM",
-                      "bb PGD"] + [LABELS[m] for m in STRONG] + ["**worst case**"])]
-    for run in plan.MAIN_RUNS:
-        d = os.path.join(root, run.name)
-        white, black, cw = _reports(d, "whitebox"), _reports(d, "blackbox"), _first(glob.glob(os.path.join(d, "reports", "whitebox_cw*.json")))
-        w = _at(white, 0.3, "pgd")
-        cw_cell = PENDING if not cw else f"{_pct(cw[0]['attacks']['cw']['robust_accuracy'])} ({cw[0]['num_examples']})"
-        cells = [run.label, w["num_examples"] if w else PENDING, _pct(w and w["clean_accuracy"])]
-        cells += [_pct(_robust(white, 0.3, m)) for m in ("fgsm", "bim")] + [cw_cell]
-        cells += [_pct(_robust(white, 0.3, m)) for m in ("mim", "pgd")]
-        cells += [_pct(_robust(black, 0.3, m)) for m in ("fgsm", "bim", "mim", "pgd")]
-        cells += [_pct(_robust(white, 0.3, m)) for m in STRONG]
-        cells.append(f"**{_pct(w and w['worst_case']['robust_accuracy'])}**")
-        lines.append(_row(cells))
-        if run.name in PAPER_TABLE2:
-            p = PAPER_TABLE2[run.name]
-            # clean, white-box FGSM BIM C&W MIM PGD, black-box FGSM BIM MIM PGD (its black-box C&W left out)
-            values = [10000, *p[:6], p[6], p[7], p[9], p[10]]
-            lines.append(_row([f"*paper: {run.label}*"] + [f"*{v}*" for v in values] + ["–"] * (len(STRONG) + 1)))
+             "own). Black-box: crafted on the VGG-19 source, scored on the model. Paper rows in *italics*.", ""]
+    lines += _table2_rows(_main_entries(root), with_ci=False)
     lines += ["", "Black-box C&W (1000 iterations on VGG-19) did not fit the CPU budget and is not run."]
     return "\n".join(lines) + "\n"
 
 
 def _table5(root: str) -> str:
-    lines = ["## Table 5 — F-MNIST, ε = 0.1", "",
-             _header(["model", "n", "clean", "FGSM", "MIM", "PGD", "bb PGD"] + [LABELS[m] for m in STRONG] + ["**worst case**"])]
-    for run in plan.MAIN_RUNS:
-        d = os.path.join(root, run.name)
-        white, black = _reports(d, "whitebox"), _reports(d, "blackbox")
-        w = _at(white, 0.1, "pgd")
-        cells = [run.label, w["num_examples"] if w else PENDING, _pct(w and w["clean_accuracy"])]
-        cells += [_pct(_robust(white, 0.1, m)) for m in ("fgsm", "mim", "pgd")] + [_pct(_robust(black, 0.1, "pgd"))]
-        cells += [_pct(_robust(white, 0.1, m)) for m in STRONG] + [f"**{_pct(w and w['worst_case']['robust_accuracy'])}**"]
-        lines.append(_row(cells))
-        if run.name in PAPER_TABLE5:
-            p = PAPER_TABLE5[run.name]
-            lines.append(_row([f"*paper: {run.label}*", "*10000*"] + [f"*{v}*" for v in p] + ["–"] * (len(STRONG) + 2)))
+    lines = ["## Table 5 — F-MNIST, ε = 0.1", ""] + _table5_rows(_main_entries(root), with_ci=False)
     lines += ["", "Reference (inspire-group/privacy-vs-robustness): PGD adversarial training on F-MNIST at ε = 0.1 reaches 90.88 % clean, "
               "68.06 % under PGD-20 (inspire-group/privacy-vs-robustness)."]
     return "\n".join(lines) + "\n"
+
+
+def _budget_final_entries(root: str) -> List[TableEntry]:
+    """The last snapshot of each budget run, with its full white-box and C&W reports (no black-box)."""
+    entries = []
+    for run in plan.BUDGET_RUNS:
+        full = _read(plan.budget_result(root, run.name, plan.BUDGET_FINAL_EPOCH, "_full") + ".json") or []
+        cw = _read(plan.budget_result(root, run.name, plan.BUDGET_FINAL_EPOCH, "_cw") + ".json")
+        entries.append(TableEntry(f"{run.label}, {plan.BUDGET_FINAL_EPOCH} epochs", run.name.split("_", 1)[1],
+                                  full, None, cw, paper_label=f"{run.label}, 350 epochs"))
+    return entries
+
+
+def _budget_final_tables(root: str) -> str:
+    entries = _budget_final_entries(root)
+    return "\n".join([
+        f"### The {plan.BUDGET_FINAL_EPOCH}-epoch models in the layouts of the paper's Table 2 (ε = 0.3) and Table 5 (ε = 0.1)", "",
+        f"The end of each run above, evaluated on the same first {plan.BUDGET_EXAMPLES:,} test images with the paper's "
+        "attacks (FGSM; BIM, MIM and PGD: 10 steps of ε/10, PGD from a random start; C&W-L2 with c = 10, 1000 "
+        f"iterations, on the first {plan.BUDGET_CW_EXAMPLES}) and the strong suite (the adaptive attack on the PC "
+        "loss, the feature-space attack, APGD-CE; the `+` columns run only on images still robust and are "
+        "cumulative). Every cell: robust accuracy % and its 95 % Wilson interval. Worst case: per image, robust "
+        "to every L∞ attack of the row. Black-box (bb) columns: not run for these models (–). Paper rows, after "
+        "350 epochs on all 10,000 test images, in *italics*.", "",
+        "**ε = 0.3 (Table 2's layout)**", "", *_table2_rows(entries, with_ci=True), "",
+        "**ε = 0.1 (Table 5's layout)**", "", *_table5_rows(entries, with_ci=True), ""])
 
 
 def _audit(root: str) -> str:

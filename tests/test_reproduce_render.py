@@ -1,0 +1,79 @@
+"""experiments/reproduce_render.py and the reproduction plan: the tables in docs/RESULTS.md are what
+the shipped models' reports give, and the budget runs' last snapshots are evaluated and rendered
+in the paper's Table 2 / Table 5 layouts with a 95 % interval in every cell."""
+
+import os
+import sys
+
+import pytest
+
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+sys.path.insert(0, os.path.join(REPO, "experiments"))
+
+import reproduce_fmnist as plan  # noqa: E402
+import reproduce_render as render  # noqa: E402
+
+from pcl_tf import io_utils  # noqa: E402
+
+
+def _root_of_shipped_models(tmp_path):
+    """A reproduction root whose run directories are the slim copies shipped in models/."""
+    for run in plan.MAIN_RUNS:
+        shipped = os.path.join(REPO, "models", f"fmnist_cnn6_{run.name}")
+        if not os.path.isdir(shipped):
+            pytest.skip(f"models/fmnist_cnn6_{run.name} is not shipped")
+        os.symlink(os.path.abspath(shipped), tmp_path / run.name)
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("section", ["_table2", "_table5"])
+def test_results_md_tables_are_what_the_shipped_reports_give(tmp_path, section):
+    text = getattr(render, section)(_root_of_shipped_models(tmp_path))
+    with open(os.path.join(REPO, "docs", "RESULTS.md"), encoding="utf-8") as f:
+        assert text in f.read()
+
+
+def test_the_plan_evaluates_each_budget_runs_last_snapshot_in_the_table_layouts(tmp_path):
+    steps = {step.name: step for step in plan.plan(str(tmp_path), plan.Sizes())["budget_evaluate"]}
+    for run in plan.BUDGET_RUNS:
+        snapshot = plan.budget_snapshot(str(tmp_path), run.name, plan.BUDGET_FINAL_EPOCH)
+        full, cw = steps[f"budget_{run.name}_final_full"], steps[f"budget_{run.name}_final_cw"]
+        assert f"--workdir={snapshot}" in full.args and f"--workdir={snapshot}" in cw.args
+        assert f"--method={plan.FULL_WITHOUT_CW}" in full.args and "--eps=0.3,0.1" in full.args
+        assert f"--num_examples={plan.BUDGET_EXAMPLES}" in full.args
+        assert "--method=cw" in cw.args and f"--num_examples={plan.BUDGET_CW_EXAMPLES}" in cw.args
+        # each waits for the snapshot of a still-running training, and is done when its report exists
+        assert full.needs == cw.needs == os.path.join(snapshot, "metrics.json")
+        assert full.done_when == plan.budget_result(str(tmp_path), run.name, plan.BUDGET_FINAL_EPOCH, "_full") + ".json"
+
+
+def _report(eps, n, clean, counts, worst):
+    return {"eps": eps, "num_examples": n, "clean_accuracy": clean / n,
+            "attacks": {a: {"robust_count": c, "robust_accuracy": c / n} for a, c in counts.items()},
+            "worst_case": {"robust_count": worst, "robust_accuracy": worst / n}}
+
+
+def test_final_tables_give_every_cell_its_wilson_interval_and_mark_what_is_missing(tmp_path):
+    root = str(tmp_path)
+    pcl, softmax = (run.name for run in plan.BUDGET_RUNS[::-1])
+    counts = {"fgsm": 400, "bim": 50, "mim": 60, "pgd": 48, "adaptive": 10, "feature": 12, "apgd-ce": 5,
+              "apgd-t": 1, "square": 1, "pgd-restarts": 0}
+    full = [_report(0.3, 1000, 930, counts, 0), _report(0.1, 1000, 930, dict(counts, pgd=48), 1)]
+    os.makedirs(os.path.join(root, "results", "budget"))
+    io_utils.write_json_atomic(plan.budget_result(root, pcl, plan.BUDGET_FINAL_EPOCH, "_full") + ".json", full)
+    io_utils.write_json_atomic(plan.budget_result(root, pcl, plan.BUDGET_FINAL_EPOCH, "_cw") + ".json",
+                               [_report(0.3, 100, 93, {"cw": 0}, 0)])
+    text = render._budget_final_tables(root)
+    table2 = text[text.index("ε = 0.3 (Table 2"):text.index("ε = 0.1 (Table 5")]
+    pcl_row = next(line for line in table2.splitlines() if line.startswith("| Ours (PCL), 44 epochs"))
+    cells = [c.strip() for c in pcl_row.strip("|").split("|")]
+    assert cells[1] == "1000"
+    assert cells[2] == "93.0 [91.2, 94.4]"  # Wilson 95 % for 930/1000
+    assert cells[3] == "40.0 [37.0, 43.1]"  # FGSM, 400/1000
+    assert cells[5] == "0.0 [0.0, 3.7] (100)"  # C&W, 0/100
+    assert cells[8:12] == ["–"] * 4  # no black-box for these models
+    assert cells[-1] == "**0.0 [0.0, 0.4]**"
+    assert any(line.startswith("| *paper: Ours (PCL), 350 epochs*") for line in table2.splitlines())
+    # the softmax run has no report yet: pending, not zero
+    softmax_row = next(line for line in table2.splitlines() if line.startswith("| Softmax, 44 epochs"))
+    assert "pending" in softmax_row and "0.0" not in softmax_row
