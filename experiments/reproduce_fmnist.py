@@ -17,6 +17,14 @@ end) and run the same command again.
     python experiments/reproduce_fmnist.py --root=runs/repro --dry_run            # print the commands
     python experiments/reproduce_fmnist.py --root=runs/repro --stage=render --results=docs/RESULTS.md
 
+The budget curve (the paper's recipe at 1/8 of its length, softmax and PCL) runs only when named,
+carried across sessions by a stash, and ships its finished runs into models/:
+
+    python experiments/reproduce_fmnist.py --root=runs/repro --stash=models/in_progress --stage=budget_train
+    python experiments/reproduce_fmnist.py --root=runs/repro --stash=models/in_progress --stage=budget_evaluate
+    python experiments/reproduce_fmnist.py --root=runs/repro --stash=models/in_progress --stage=stash
+    python experiments/reproduce_fmnist.py --root=runs/repro --stage=ship     # models/fmnist_cnn6_paper8_*
+
 The budgets (epochs, examples) are the plan below; each run's wall time and machine are read
 from its ``metrics.json`` when rendering. The paper's schedules (350 epochs of SGD) stay in
 ``configs/fmnist_cnn6.py`` for GPU users.
@@ -35,6 +43,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from pcl_tf import checkpointing, report
+from pcl_tf import workdir as workdirs
 
 CNN6 = "configs/fmnist_cnn6.py"
 VGG19 = "configs/fmnist_vgg19.py"
@@ -293,6 +302,73 @@ def stash(root: str, destination: str) -> None:
                         ignore=shutil.ignore_patterns(".*", "*.partial"))
 
 
+def shipped_name(run_name: str) -> str:
+    """The directory under models/ that a finished budget run ships as."""
+    return f"fmnist_cnn6_{run_name}"
+
+
+def ship(root: str, models_dir: str) -> List[str]:
+    """Ships each finished and fully evaluated budget run into ``models_dir``: a slim copy of its
+    last snapshot (pcl_tf.workdir.slim_copy: weights, prototypes, config, metrics; no optimizer
+    state), with every budget report of the run in its reports/ (made portable: no machine paths)
+    and each snapshot's metrics.json under snapshots/ — all the budget curve is rendered from.
+    A run still training or not yet evaluated is skipped with a line saying so; an existing
+    destination is never written over. Returns the directories written."""
+    shipped = []
+    for run in BUDGET_RUNS:
+        final = budget_snapshot(root, run.name, BUDGET_FINAL_EPOCH)
+        stems = [budget_result(root, run.name, e) for e in BUDGET_SNAPSHOTS]
+        stems += [budget_result(root, run.name, BUDGET_FINAL_EPOCH, suffix) for suffix in ("_full", "_cw")]
+        missing = [p for p in [os.path.join(final, "metrics.json")] + [s + ".json" for s in stems] if not os.path.exists(p)]
+        destination = os.path.join(models_dir, shipped_name(run.name))
+        if missing:
+            print(f"[not shipped] {run.name}: {len(missing)} file(s) missing, e.g. {missing[0]}", flush=True)
+            continue
+        if os.path.exists(destination):
+            print(f"[shipped]  {run.name}: {destination} exists (never written over)", flush=True)
+            continue
+        scratch = tempfile.mkdtemp(prefix=f".{shipped_name(run.name)}.", dir=_makedirs(models_dir))
+        try:
+            copy = workdirs.slim_copy(final, os.path.join(scratch, "copy"))
+            reports = _makedirs(os.path.join(copy, "reports"))
+            for epoch in BUDGET_SNAPSHOTS:
+                # each snapshot's reports made portable on their own: they name that snapshot
+                staging = _makedirs(os.path.join(scratch, f"epoch_{epoch:03d}"))
+                for stem in stems:
+                    if os.path.basename(stem).startswith(f"{run.name}_epoch_{epoch:03d}"):
+                        for extension in (".json", ".md"):
+                            if os.path.exists(stem + extension):
+                                shutil.copyfile(stem + extension, os.path.join(staging, os.path.basename(stem) + extension))
+                report.make_portable(staging, budget_snapshot(root, run.name, epoch),
+                                     f"{shipped_name(run.name)}@epoch_{epoch:03d}")
+                for name in os.listdir(staging):
+                    os.rename(os.path.join(staging, name), os.path.join(reports, name))
+                snapshot = _makedirs(os.path.join(copy, "snapshots", f"epoch_{epoch:03d}"))
+                shutil.copyfile(os.path.join(budget_snapshot(root, run.name, epoch), "metrics.json"),
+                                os.path.join(snapshot, "metrics.json"))
+            os.rename(copy, destination)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        print(f"[shipped]  {run.name} -> {destination}", flush=True)
+        shipped.append(destination)
+    return shipped
+
+
+def shipped_root(models_dir: str, destination: str) -> str:
+    """Rebuilds, under ``destination``, the part of a reproduction root that the budget curve is
+    rendered from, out of the runs shipped in ``models_dir`` (links, nothing copied)."""
+    budget = _makedirs(os.path.join(destination, "results", "budget"))
+    for run in BUDGET_RUNS:
+        shipped = os.path.abspath(os.path.join(models_dir, shipped_name(run.name)))
+        if not os.path.isdir(shipped):
+            continue
+        os.symlink(shipped, os.path.join(destination, run.name))
+        for name in os.listdir(os.path.join(shipped, "reports")):
+            if name.startswith(run.name + "_epoch_"):
+                os.symlink(os.path.join(shipped, "reports", name), os.path.join(budget, name))
+    return destination
+
+
 def unstash(root: str, source: str) -> None:
     """Seeds each budget run's work dir from a stash when the work dir has no checkpoint yet, so
     that ``pcl-train`` resumes where the stashed session stopped instead of starting over."""
@@ -319,7 +395,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default="runs/repro", help="where work dirs, logs and results go")
     parser.add_argument("--stage", default="all",
-                        choices=("all", "train", "evaluate", "ablation", "budget_train", "budget_evaluate", "render", "stash"),
+                        choices=("all", "train", "evaluate", "ablation", "budget_train", "budget_evaluate", "render", "stash",
+                                 "ship"),
                         help="all = train, evaluate, ablation, render (the budget curve runs only when named)")
     parser.add_argument("--only", default="", help="comma-separated step names to run (default: every step of the stage)")
     parser.add_argument("--num_examples", type=int, default=Sizes.n,
@@ -328,6 +405,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="test images for the white-box full suites (APGD-T, Square, ...)")
     parser.add_argument("--cw_examples", type=int, default=Sizes.cw, help="test images for C&W-L2 (1000 iterations)")
     parser.add_argument("--results", default="docs/RESULTS.md", help="the Markdown file --stage=render writes")
+    parser.add_argument("--models_dir", default="models",
+                        help="where --stage=ship puts slim copies of the finished budget runs")
     parser.add_argument("--dry_run", action="store_true", help="print the commands without running them")
     parser.add_argument("--stash", default="",
                         help="a folder that carries the budget runs across sessions: read before the budget stages "
@@ -345,6 +424,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         if not args.stash:
             parser.error("--stage=stash needs --stash=DIR")
         stash(args.root, args.stash)
+        return
+    if args.stage == "ship":
+        ship(args.root, args.models_dir)
         return
     if args.stash and args.stage.startswith("budget") and not args.dry_run:
         unstash(args.root, args.stash)

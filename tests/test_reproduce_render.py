@@ -77,3 +77,60 @@ def test_final_tables_give_every_cell_its_wilson_interval_and_mark_what_is_missi
     # the softmax run has no report yet: pending, not zero
     softmax_row = next(line for line in table2.splitlines() if line.startswith("| Softmax, 44 epochs"))
     assert "pending" in softmax_row and "0.0" not in softmax_row
+
+
+def _a_trained_cnn6():
+    """A real trained CNN-6 work dir the repository carries: the PCL budget run's last snapshot
+    while it is stashed, its shipped slim copy after."""
+    for candidate in (os.path.join(REPO, "models", "in_progress", "paper8_pcl", "snapshots", "epoch_044"),
+                      os.path.join(REPO, "models", plan.shipped_name("paper8_pcl"))):
+        if os.path.isfile(os.path.join(candidate, "metrics.json")):
+            return candidate
+    pytest.skip("no trained paper8_pcl CNN-6 in models/")
+
+
+def test_ship_writes_a_portable_slim_copy_with_the_curves_reports_and_never_overwrites(tmp_path, capsys):
+    import shutil
+
+    root, models = str(tmp_path / "root"), str(tmp_path / "models")
+    run = "paper8_pcl"
+    for epoch in plan.BUDGET_SNAPSHOTS:
+        snapshot = plan.budget_snapshot(root, run, epoch)
+        if epoch == plan.BUDGET_FINAL_EPOCH:
+            shutil.copytree(_a_trained_cnn6(), snapshot, ignore=shutil.ignore_patterns("reports", "snapshots"))
+        else:
+            os.makedirs(snapshot)
+            io_utils.write_json_atomic(os.path.join(snapshot, "metrics.json"), {"epoch": epoch})
+        suffixes = ("", "_full", "_cw") if epoch == plan.BUDGET_FINAL_EPOCH else ("",)
+        for suffix in suffixes:  # minimal reports naming the snapshot by this machine's absolute path
+            io_utils.write_json_atomic(plan.budget_result(root, run, epoch, suffix) + ".json",
+                                       [{"eps": 0.1, "model": {"workdir": os.path.abspath(snapshot)}, "source_model": None}])
+    shipped = plan.ship(root, models)
+    destination = os.path.join(models, plan.shipped_name(run))
+    assert shipped == [destination]
+    assert "[not shipped] paper8_softmax" in capsys.readouterr().out  # not trained in this root
+    assert sorted(os.listdir(os.path.join(destination, "reports"))) == sorted(
+        os.path.basename(plan.budget_result(root, run, e, s)) + ".json"
+        for e in plan.BUDGET_SNAPSHOTS for s in (("", "_full", "_cw") if e == plan.BUDGET_FINAL_EPOCH else ("",)))
+    for epoch in plan.BUDGET_SNAPSHOTS:
+        assert io_utils.read_json(os.path.join(destination, "snapshots", f"epoch_{epoch:03d}", "metrics.json"))
+        named = io_utils.read_json(os.path.join(destination, "reports", f"{run}_epoch_{epoch:03d}.json"))
+        assert named[0]["model"]["workdir"] == f"{plan.shipped_name(run)}@epoch_{epoch:03d}"
+    assert os.path.isfile(os.path.join(destination, "SLIM_COPY"))
+    assert not [n for n in os.listdir(models) if n.startswith(".")]  # no scratch left behind
+    before = sorted(os.walk(destination))
+    assert plan.ship(root, models) == [] and sorted(os.walk(destination)) == before
+    # the budget curve renders from the shipped copy alone
+    rebuilt = plan.shipped_root(models, str(tmp_path / "rebuilt"))
+    points = [p for p in render._budget_points(rebuilt) if p["run"].name == run]
+    assert [p["metrics"]["epoch"] for p in points[:-1]] == list(plan.BUDGET_SNAPSHOTS[:-1])
+    assert all(p["reports"] for p in points)
+
+
+def test_results_md_budget_curve_is_what_the_shipped_budget_runs_give(tmp_path):
+    if not all(os.path.isdir(os.path.join(REPO, "models", plan.shipped_name(r.name))) for r in plan.BUDGET_RUNS):
+        pytest.skip("the budget runs are not all shipped yet (models/in_progress carries them)")
+    root = plan.shipped_root(os.path.join(REPO, "models"), str(tmp_path / "root"))
+    text = render._budget_curve(root, str(tmp_path / "figures"))
+    with open(os.path.join(REPO, "docs", "RESULTS.md"), encoding="utf-8") as f:
+        assert text in f.read()
