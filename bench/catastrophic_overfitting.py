@@ -17,6 +17,7 @@ after every epoch (robust early stopping's validation, ``train.robust_val_exampl
     python bench/catastrophic_overfitting.py --root=runs/co                  # ε 0.3, 8 epochs of 20,000 images
     python bench/catastrophic_overfitting.py --root=runs/co --eps=0.4 --epochs=10
     python bench/catastrophic_overfitting.py --root=runs/co --stage=render   # table, JSON and PNG so far
+    python bench/catastrophic_overfitting.py --root=runs/co --stash=bench/in_progress/co --stage=stash   # carry to a later session
 
 Resumable like the other drivers (each training resumes from its checkpoint). Prints one
 Markdown table (epoch by epoch, both methods), writes
@@ -35,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The trainings run through the reproduction driver's resumable step runner (experiments/).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments"))
 
+import stash  # noqa: E402  (experiments/stash.py)
 from reproduce_fmnist import Step, run_step  # noqa: E402
 from time_to_robustness import METHODS, RECIPE, _train_args, save_figure  # noqa: E402
 
@@ -128,7 +130,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--eps", type=float, default=0.3, help="the fixed training and validation ε")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--train_examples", type=int, default=20000, help="training images per epoch")
-    parser.add_argument("--stage", choices=("all", "render"), default="all")
+    parser.add_argument("--stage", choices=("all", "render", "stash"), default="all",
+                        help="stash: copy the runs' resumable state and the results into --stash (before a session ends)")
+    parser.add_argument("--stash", default="",
+                        help="a folder (committed) that carries the runs across sessions: read first (a run with no "
+                             "checkpoint resumes from it), written by --stage=stash")
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     parser.add_argument("--json", default="bench/results/catastrophic_overfitting.json")
     parser.add_argument("--png", default="docs/figures/catastrophic_overfitting.png")
@@ -137,6 +143,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if args.stage == "stash":
+        if not args.stash:
+            parser.error("--stage=stash needs --stash=DIR")
+        stash.stash(args.root, args.stash)
+        return
+    if args.stash and not args.dry_run:
+        stash.unstash(args.root, args.stash)
     if args.stage == "all":
         for method in methods:
             run_step(train_step(args.root, method, args.eps, args.epochs, args.train_examples), args.root, args.dry_run)

@@ -19,6 +19,8 @@ warm-up (1/7 of the epochs, the paper's 50/350), as the paper's Algorithm 1 does
     python bench/time_to_robustness.py --root=runs/ttr --minutes=30 --methods=madry,fastat,nfgsm
     python bench/time_to_robustness.py --root=runs/ttr --minutes=30,60 --dry_run  # the commands
     python bench/time_to_robustness.py --root=runs/ttr --minutes=30,60 --stage=render
+    python bench/time_to_robustness.py --root=runs/ttr --stash=bench/in_progress/ttr --minutes=30,60   # resume a stash
+    python bench/time_to_robustness.py --root=runs/ttr --stash=bench/in_progress/ttr --stage=stash     # before a session ends
 
 Run it with the cores otherwise idle: the budgets are wall-clock. Prints one Markdown table and
 writes ``bench/results/time_to_robustness.json`` and ``docs/figures/time_to_robustness.png``
@@ -37,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The trainings run through the reproduction driver's resumable step runner (experiments/).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments"))
 
+import stash  # noqa: E402  (experiments/stash.py)
 from reproduce_fmnist import Step, run_step  # noqa: E402
 
 from pcl_tf import io_utils, report  # noqa: E402
@@ -223,7 +226,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--train_eps", type=float, default=0.1, help="the ε every method trains at (fixed)")
     parser.add_argument("--eps", default="0.1", help="evaluation ε, comma-separated")
     parser.add_argument("--num_examples", type=int, default=1000, help="test images per evaluation")
-    parser.add_argument("--stage", choices=("all", "calibrate", "train", "evaluate", "render"), default="all")
+    parser.add_argument("--stage", choices=("all", "calibrate", "train", "evaluate", "render", "stash"), default="all",
+                        help="stash: copy the runs' resumable state and the results into --stash (before a session ends)")
+    parser.add_argument("--stash", default="",
+                        help="a folder (committed) that carries the runs across sessions: read first (a run with no "
+                             "checkpoint resumes from it), written by --stage=stash")
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     parser.add_argument("--json", default="bench/results/time_to_robustness.json")
     parser.add_argument("--png", default="docs/figures/time_to_robustness.png")
@@ -234,6 +241,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     methods = [METHODS[m] for m in args.methods.split(",")]
     minutes = [float(m) for m in args.minutes.split(",")]
     eps_values = [float(e) for e in args.eps.split(",")]
+    if args.stage == "stash":
+        if not args.stash:
+            parser.error("--stage=stash needs --stash=DIR")
+        stash.stash(args.root, args.stash, without_weights=["calibrate"])
+        return
+    if args.stash and not args.dry_run:
+        stash.unstash(args.root, args.stash)
     if args.stage in ("all", "calibrate"):
         for method in methods:
             run_step(calibration_step(args.root, method), args.root, args.dry_run)

@@ -42,7 +42,8 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Tuple
 
-from pcl_tf import checkpointing, report
+import stash  # noqa: E402  (experiments/stash.py)
+from pcl_tf import report
 from pcl_tf import workdir as workdirs
 
 CNN6 = "configs/fmnist_cnn6.py"
@@ -264,42 +265,10 @@ def run_step(step: Step, root: str, dry_run: bool) -> None:
     print(f"[ok]      {step.name} in {time.time() - start:.0f} s", flush=True)
 
 
-def stash(root: str, destination: str) -> None:
-    """Copies what a later session needs to go on with the budget runs into ``destination``
-    (committed to the repository, since a session's work dir may not survive it): per run its
-    config.json, its newest checkpoint (weights, prototypes and optimizer state: resumable),
-    its snapshots, metrics.json and history.json (the per-epoch history, which
-    metrics.json of a resumed run takes from it), and the finished budget reports. Each run's copy replaces the
-    previous one atomically (written beside it, then renamed)."""
-    for run in BUDGET_RUNS:
-        source = workdir(root, run.name)
-        newest = checkpointing.newest_checkpoint_name(os.path.join(source, "checkpoints"))
-        if newest is None:
-            continue
-        scratch = tempfile.mkdtemp(prefix=f".{run.name}.", dir=_makedirs(destination))
-        os.makedirs(os.path.join(scratch, "checkpoints"))
-        for name in os.listdir(os.path.join(source, "checkpoints")):
-            if name.startswith(newest + "."):
-                shutil.copyfile(os.path.join(source, "checkpoints", name), os.path.join(scratch, "checkpoints", name))
-        with open(os.path.join(scratch, "checkpoints", "checkpoint"), "w", encoding="utf-8") as f:
-            # With a timestamp, as tf.train.CheckpointManager writes it (it ignores entries without).
-            f.write(f'model_checkpoint_path: "{newest}"\nall_model_checkpoint_paths: "{newest}"\n'
-                    f'all_model_checkpoint_timestamps: {time.time()}\n')
-        for name in ("config.json", "metrics.json", "history.json"):
-            if os.path.exists(os.path.join(source, name)):
-                shutil.copyfile(os.path.join(source, name), os.path.join(scratch, name))
-        if os.path.isdir(os.path.join(source, "snapshots")):
-            shutil.copytree(os.path.join(source, "snapshots"), os.path.join(scratch, "snapshots"),
-                            ignore=shutil.ignore_patterns(".*"))
-        target = os.path.join(destination, run.name)
-        if os.path.exists(target):
-            shutil.rmtree(target)
-        os.rename(scratch, target)
-        print(f"[stashed] {run.name}: {newest} -> {target}", flush=True)
-    reports = os.path.join(root, "results", "budget")
-    if os.path.isdir(reports):
-        shutil.copytree(reports, os.path.join(destination, "results", "budget"), dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(".*", "*.partial"))
+def stash_budget_runs(root: str, destination: str) -> None:
+    """The budget runs' resumable state and their finished reports, into ``destination``
+    (:mod:`stash`; committed, so a later session goes on where this one stopped)."""
+    stash.stash(root, destination, runs=[run.name for run in BUDGET_RUNS], results_under=[os.path.join("results", "budget")])
 
 
 def shipped_name(run_name: str) -> str:
@@ -369,23 +338,6 @@ def shipped_root(models_dir: str, destination: str) -> str:
     return destination
 
 
-def unstash(root: str, source: str) -> None:
-    """Seeds each budget run's work dir from a stash when the work dir has no checkpoint yet, so
-    that ``pcl-train`` resumes where the stashed session stopped instead of starting over."""
-    for run in BUDGET_RUNS:
-        stashed, target = os.path.join(source, run.name), workdir(root, run.name)
-        if not os.path.isdir(stashed) or checkpointing.newest_checkpoint_name(os.path.join(target, "checkpoints")):
-            continue
-        if os.path.exists(target):
-            shutil.rmtree(target)  # a work dir without a checkpoint holds nothing to keep
-        shutil.copytree(stashed, target)
-        print(f"[unstashed] {run.name}: {checkpointing.newest_checkpoint_name(os.path.join(target, 'checkpoints'))} from {stashed}",
-              flush=True)
-    reports = os.path.join(source, "results", "budget")
-    if os.path.isdir(reports):
-        shutil.copytree(reports, os.path.join(root, "results", "budget"), dirs_exist_ok=True)
-
-
 def _makedirs(path: str) -> str:
     os.makedirs(path, exist_ok=True)
     return path
@@ -423,13 +375,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.stage == "stash":
         if not args.stash:
             parser.error("--stage=stash needs --stash=DIR")
-        stash(args.root, args.stash)
+        stash_budget_runs(args.root, args.stash)
         return
     if args.stage == "ship":
         ship(args.root, args.models_dir)
         return
     if args.stash and args.stage.startswith("budget") and not args.dry_run:
-        unstash(args.root, args.stash)
+        stash.unstash(args.root, args.stash)
     for stage in ("train", "evaluate", "ablation", "budget_train", "budget_evaluate"):
         if args.stage == stage or (args.stage == "all" and not stage.startswith("budget")):
             for step in stages[stage]:

@@ -1,0 +1,137 @@
+"""Carry long experiments across sessions: the resumable state of a driver's root, in a folder
+that is committed to the repository (a session's work dir may not survive it).
+
+A *root* is what a driver (reproduce_fmnist.py, bench/time_to_robustness.py,
+bench/catastrophic_overfitting.py) writes: ``pcl-train`` work dirs (any folder holding a
+``config.json``, at any depth) and result files. :func:`stash` copies, per work dir, what
+``pcl-train`` needs to resume and the drivers need to render — config.json, metrics.json,
+history.json (the per-epoch history and the wall time already spent, which a time-budgeted run
+counts against its budget), the newest checkpoint (weights, prototypes, optimizer state), and its
+snapshots — and every finished result (JSON, Markdown, PNG) outside the work dirs. Logs,
+TensorBoard files, older checkpoints, partial reports and hidden scratch files stay behind.
+:func:`unstash` seeds a root from a stash: a work dir that has no checkpoint yet is replaced by
+its stashed copy, so the run resumes where the stashed session stopped; result files missing
+from the root are copied in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from typing import Iterable, List, Optional
+
+from pcl_tf import checkpointing
+
+RUN_FILES = ("config.json", "metrics.json", "history.json")
+RESULT_EXTENSIONS = (".json", ".md", ".png")
+SKIPPED_DIRS = ("logs", "tensorboard", "checkpoints", "snapshots")
+
+
+def workdirs(root: str) -> List[str]:
+    """The ``pcl-train`` work dirs under ``root`` (relative paths, sorted): folders with a
+    config.json that are not inside another work dir."""
+    found = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d not in SKIPPED_DIRS)
+        if "config.json" in files and directory != root:
+            found.append(os.path.relpath(directory, root))
+            subdirs[:] = []  # a work dir's own folders are copied with it
+    return found
+
+
+def _results(root: str, runs: Iterable[str], under: Optional[Iterable[str]] = None) -> List[str]:
+    """Finished result files under ``root`` outside the work dirs (relative paths), only those
+    below the folders ``under`` (relative to ``root``) when given."""
+    inside = {os.path.join(root, r) for r in runs}
+    found = []
+    for top in ([root] if under is None else [os.path.join(root, u) for u in under]):
+        for directory, subdirs, files in os.walk(top):
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d not in SKIPPED_DIRS
+                                and os.path.join(directory, d) not in inside)
+            found += [os.path.relpath(os.path.join(directory, f), root) for f in sorted(files)
+                      if f.endswith(RESULT_EXTENSIONS) and not f.startswith(".")]
+    return found
+
+
+def _copy_run(source: str, target: str, newest: Optional[str]) -> None:
+    """One work dir's resumable state (without weights when ``newest`` is None), written beside
+    ``target`` and renamed over it."""
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="." + os.path.basename(target) + ".", dir=parent)
+    try:
+        if newest is not None:
+            os.makedirs(os.path.join(scratch, "checkpoints"))
+            for name in os.listdir(os.path.join(source, "checkpoints")):
+                if name.startswith(newest + "."):
+                    shutil.copyfile(os.path.join(source, "checkpoints", name), os.path.join(scratch, "checkpoints", name))
+            with open(os.path.join(scratch, "checkpoints", "checkpoint"), "w", encoding="utf-8") as f:
+                # With a timestamp, as tf.train.CheckpointManager writes it (it ignores entries without).
+                f.write(f'model_checkpoint_path: "{newest}"\nall_model_checkpoint_paths: "{newest}"\n'
+                        f'all_model_checkpoint_timestamps: {time.time()}\n')
+        for name in RUN_FILES:
+            if os.path.exists(os.path.join(source, name)):
+                shutil.copyfile(os.path.join(source, name), os.path.join(scratch, name))
+        if newest is not None and os.path.isdir(os.path.join(source, "snapshots")):
+            shutil.copytree(os.path.join(source, "snapshots"), os.path.join(scratch, "snapshots"),
+                            ignore=shutil.ignore_patterns(".*"))
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.rename(scratch, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def stash(root: str, destination: str, runs: Optional[Iterable[str]] = None,
+          results_under: Optional[Iterable[str]] = None, without_weights: Iterable[str] = ()) -> List[str]:
+    """Copies the resumable state of ``runs`` (work dirs relative to ``root``; default: every one
+    found) and the finished results (those below ``results_under`` when given) into
+    ``destination``. Runs below a folder of ``without_weights`` (a benchmark's calibrations: only
+    their metrics are read again) are stashed without their checkpoint, which keeps the
+    repository small. Each run's copy replaces the previous one atomically. Returns the runs
+    stashed (a run without a checkpoint yet is left out)."""
+    runs = workdirs(root) if runs is None else list(runs)
+    light = tuple(os.path.join(w, "") for w in without_weights)
+    stashed = []
+    for run in runs:
+        source = os.path.join(root, run)
+        newest = checkpointing.newest_checkpoint_name(os.path.join(source, "checkpoints"))
+        if newest is None:
+            continue
+        _copy_run(source, os.path.join(destination, run), None if run.startswith(light) else newest)
+        weights = "without weights" if run.startswith(light) else newest
+        print(f"[stashed] {run}: {weights} -> {os.path.join(destination, run)}", flush=True)
+        stashed.append(run)
+    for path in _results(root, workdirs(root), results_under):
+        target = os.path.join(destination, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(os.path.join(root, path), target + ".partial")
+        os.replace(target + ".partial", target)
+    return stashed
+
+
+def unstash(root: str, source: str) -> List[str]:
+    """Seeds ``root`` from a stash: each stashed run whose work dir has no checkpoint is copied in
+    (a work dir without a checkpoint holds nothing to keep); result files the root lacks are
+    copied. Returns the runs seeded."""
+    if not os.path.isdir(source):
+        return []
+    seeded = []
+    for run in workdirs(source):
+        stashed, target = os.path.join(source, run), os.path.join(root, run)
+        if checkpointing.newest_checkpoint_name(os.path.join(target, "checkpoints")) or os.path.exists(
+                os.path.join(target, "metrics.json")):
+            continue  # the root's own run is at least as far
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        shutil.copytree(stashed, target)
+        print(f"[unstashed] {run}: {checkpointing.newest_checkpoint_name(os.path.join(target, 'checkpoints'))} "
+              f"from {stashed}", flush=True)
+        seeded.append(run)
+    for path in _results(source, workdirs(source)):
+        if not os.path.exists(os.path.join(root, path)):
+            os.makedirs(os.path.dirname(os.path.join(root, path)), exist_ok=True)
+            shutil.copyfile(os.path.join(source, path), os.path.join(root, path))
+    return seeded

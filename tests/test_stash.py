@@ -1,0 +1,89 @@
+"""experiments/stash.py: what carries a long experiment across sessions — the newest checkpoint,
+the run's files and snapshots, finished results — and what stays behind; seeding resumes only
+runs the root does not already have further along."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments"))
+
+import stash  # noqa: E402
+
+
+def _write(path, text="x"):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _run(root, name, steps=(100, 200)):
+    """A pcl-train-shaped work dir: config, metrics, history, two checkpoints, a snapshot, logs."""
+    d = os.path.join(root, name)
+    for f in ("config.json", "metrics.json", "history.json"):
+        _write(os.path.join(d, f), "{}")
+    for step in steps:
+        _write(os.path.join(d, "checkpoints", f"ckpt-{step}.index"))
+        _write(os.path.join(d, "checkpoints", f"ckpt-{step}.data-00000-of-00001"))
+    _write(os.path.join(d, "checkpoints", "checkpoint"), f'model_checkpoint_path: "ckpt-{steps[-1]}"\n')
+    _write(os.path.join(d, "snapshots", "epoch_001", "config.json"), "{}")
+    _write(os.path.join(d, "snapshots", "epoch_001", "metrics.json"), "{}")
+    _write(os.path.join(d, "tensorboard", "events.out"))
+    _write(os.path.join(d, "reports", "whitebox.json.partial"))
+    return d
+
+
+def test_stash_carries_the_newest_checkpoint_and_finished_results_only(tmp_path):
+    root, dest = str(tmp_path / "root"), str(tmp_path / "stash")
+    _run(root, "madry_30min")
+    _run(root, os.path.join("calibrate", "madry"))
+    _write(os.path.join(root, "results", "madry_at0.1.json"), "[]")
+    _write(os.path.join(root, "results", "madry_at0.1.json.partial"))
+    _write(os.path.join(root, "logs", "train.log"))
+    assert stash.workdirs(root) == [os.path.join("calibrate", "madry"), "madry_30min"]
+
+    assert stash.stash(root, dest, without_weights=["calibrate"]) == [os.path.join("calibrate", "madry"), "madry_30min"]
+    run = os.path.join(dest, "madry_30min")
+    assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == [
+        "checkpoint", "ckpt-200.data-00000-of-00001", "ckpt-200.index"]
+    assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "history.json", "metrics.json", "snapshots"]
+    assert os.path.exists(os.path.join(run, "snapshots", "epoch_001", "metrics.json"))
+    assert sorted(os.listdir(os.path.join(dest, "calibrate", "madry"))) == ["config.json", "history.json", "metrics.json"]
+    assert os.listdir(os.path.join(dest, "results")) == ["madry_at0.1.json"]
+    assert not os.path.exists(os.path.join(dest, "logs"))
+    assert not [n for n in os.listdir(dest) if n.startswith(".")]
+
+
+def test_the_stashed_checkpoint_index_is_one_tensorflow_reads(tmp_path):
+    import tensorflow as tf
+
+    root, dest = str(tmp_path / "root"), str(tmp_path / "stash")
+    _run(root, "run")
+    stash.stash(root, dest)
+    found = tf.train.get_checkpoint_state(os.path.join(dest, "run", "checkpoints"))
+    assert os.path.basename(found.model_checkpoint_path) == "ckpt-200"
+    assert [os.path.basename(p) for p in found.all_model_checkpoint_paths] == ["ckpt-200"]
+
+
+def test_a_second_stash_replaces_the_first(tmp_path):
+    root, dest = str(tmp_path / "root"), str(tmp_path / "stash")
+    _run(root, "run", steps=(100,))
+    stash.stash(root, dest)
+    _run(root, "run", steps=(100, 300))
+    stash.stash(root, dest)
+    assert sorted(os.listdir(os.path.join(dest, "run", "checkpoints"))) == [
+        "checkpoint", "ckpt-300.data-00000-of-00001", "ckpt-300.index"]
+
+
+def test_unstash_seeds_only_runs_the_root_lacks(tmp_path):
+    root, dest, fresh = str(tmp_path / "root"), str(tmp_path / "stash"), str(tmp_path / "fresh")
+    _run(root, "a", steps=(100,))
+    _run(root, "b", steps=(100,))
+    _write(os.path.join(root, "results", "a.json"), "[]")
+    stash.stash(root, dest)
+    _run(fresh, "b", steps=(500,))  # this root's own b is further along: kept
+    os.makedirs(os.path.join(fresh, "a"))  # a work dir without a checkpoint: replaced
+    assert stash.unstash(fresh, dest) == ["a"]
+    assert os.path.exists(os.path.join(fresh, "a", "checkpoints", "ckpt-100.index"))
+    assert os.path.exists(os.path.join(fresh, "b", "checkpoints", "ckpt-500.index"))
+    assert os.path.exists(os.path.join(fresh, "results", "a.json"))
+    assert stash.unstash(fresh, str(tmp_path / "no_such_stash")) == []
