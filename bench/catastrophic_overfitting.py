@@ -131,10 +131,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--train_examples", type=int, default=20000, help="training images per epoch")
     parser.add_argument("--stage", choices=("all", "render", "stash"), default="all",
-                        help="stash: copy the runs' resumable state and the results into --stash (before a session ends)")
-    parser.add_argument("--stash", default="",
-                        help="a folder (committed) that carries the runs across sessions: read first (a run with no "
-                             "checkpoint resumes from it), written by --stage=stash")
+                        help="stash: copy the runs' resumable state and the results into --stash")
+    stash.add_flag(parser)
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     parser.add_argument("--json", default="bench/results/catastrophic_overfitting.json")
     parser.add_argument("--png", default="docs/figures/catastrophic_overfitting.png")
@@ -143,13 +141,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    if args.stage == "stash":
-        if not args.stash:
-            parser.error("--stage=stash needs --stash=DIR")
-        stash.stash(args.root, args.stash)
+    if stash.handle(args, parser):
         return
-    if args.stash and not args.dry_run:
-        stash.unstash(args.root, args.stash)
     if args.stage == "all":
         for method in methods:
             run_step(train_step(args.root, method, args.eps, args.epochs, args.train_examples), args.root, args.dry_run)

@@ -227,10 +227,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--eps", default="0.1", help="evaluation ε, comma-separated")
     parser.add_argument("--num_examples", type=int, default=1000, help="test images per evaluation")
     parser.add_argument("--stage", choices=("all", "calibrate", "train", "evaluate", "render", "stash"), default="all",
-                        help="stash: copy the runs' resumable state and the results into --stash (before a session ends)")
-    parser.add_argument("--stash", default="",
-                        help="a folder (committed) that carries the runs across sessions: read first (a run with no "
-                             "checkpoint resumes from it), written by --stage=stash")
+                        help="stash: copy the runs' resumable state and the results into --stash")
+    stash.add_flag(parser)
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     parser.add_argument("--json", default="bench/results/time_to_robustness.json")
     parser.add_argument("--png", default="docs/figures/time_to_robustness.png")
@@ -241,13 +239,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     methods = [METHODS[m] for m in args.methods.split(",")]
     minutes = [float(m) for m in args.minutes.split(",")]
     eps_values = [float(e) for e in args.eps.split(",")]
-    if args.stage == "stash":
-        if not args.stash:
-            parser.error("--stage=stash needs --stash=DIR")
-        stash.stash(args.root, args.stash, without_weights=["calibrate"])
+    if stash.handle(args, parser, without_weights=["calibrate"]):
         return
-    if args.stash and not args.dry_run:
-        stash.unstash(args.root, args.stash)
     if args.stage in ("all", "calibrate"):
         for method in methods:
             run_step(calibration_step(args.root, method), args.root, args.dry_run)

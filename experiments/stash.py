@@ -135,3 +135,24 @@ def unstash(root: str, source: str) -> List[str]:
             os.makedirs(os.path.dirname(os.path.join(root, path)), exist_ok=True)
             shutil.copyfile(os.path.join(source, path), os.path.join(root, path))
     return seeded
+
+
+def add_flag(parser) -> None:
+    """``--stash=DIR`` on a driver's argparse parser (its ``--stage`` offers ``stash``)."""
+    parser.add_argument("--stash", default="",
+                        help="a folder (committed) that carries the runs across sessions: read first (a run with no "
+                             "checkpoint resumes from it), written by --stage=stash (before a session ends)")
+
+
+def handle(args, parser, **stash_options) -> bool:
+    """A driver's stash handling: with ``--stage=stash`` stashes ``args.root`` into ``args.stash``
+    and returns True (the driver then stops); otherwise seeds the root from ``args.stash`` when
+    given (not on a dry run) and returns False."""
+    if args.stage == "stash":
+        if not args.stash:
+            parser.error("--stage=stash needs --stash=DIR")
+        stash(args.root, args.stash, **stash_options)
+        return True
+    if args.stash and not args.dry_run:
+        unstash(args.root, args.stash)
+    return False

@@ -87,3 +87,24 @@ def test_unstash_seeds_only_runs_the_root_lacks(tmp_path):
     assert os.path.exists(os.path.join(fresh, "b", "checkpoints", "ckpt-500.index"))
     assert os.path.exists(os.path.join(fresh, "results", "a.json"))
     assert stash.unstash(fresh, str(tmp_path / "no_such_stash")) == []
+
+
+def test_a_drivers_stash_stage_needs_a_folder_and_stops_the_driver(tmp_path):
+    import argparse
+
+    import pytest
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root")
+    parser.add_argument("--stage")
+    parser.add_argument("--dry_run", action="store_true")
+    stash.add_flag(parser)
+    root = str(tmp_path / "root")
+    _run(root, "run")
+    with pytest.raises(SystemExit) as exit_info:  # parser.error: one usage line, exit 2
+        stash.handle(parser.parse_args([f"--root={root}", "--stage=stash"]), parser)
+    assert exit_info.value.code == 2
+    args = parser.parse_args([f"--root={root}", "--stage=stash", f"--stash={tmp_path / 'stash'}"])
+    assert stash.handle(args, parser) is True and os.path.isdir(tmp_path / "stash" / "run")
+    fresh = parser.parse_args([f"--root={tmp_path / 'fresh'}", "--stage=all", f"--stash={tmp_path / 'stash'}"])
+    assert stash.handle(fresh, parser) is False and os.path.isdir(tmp_path / "fresh" / "run" / "checkpoints")
