@@ -166,8 +166,9 @@ class Sizes:
     cw: int = 100
 
 
-def plan(root: str, sizes: Sizes) -> Dict[str, List[Step]]:
-    """Every step, by stage, in the order they run."""
+def plan(root: str, sizes: Sizes, models_dir: str = "") -> Dict[str, List[Step]]:
+    """Every step, by stage, in the order they run. A budget run already shipped into
+    ``models_dir`` (:func:`ship`) counts as trained and evaluated: its steps are done."""
     main_dirs = [workdir(root, r.name) for r in MAIN_RUNS]
     source = workdir(root, SOURCE_RUN.name)
     n = f"--num_examples={sizes.n}"
@@ -208,21 +209,20 @@ def plan(root: str, sizes: Sizes) -> Dict[str, List[Step]]:
         ablation += [train(run), attack(f"attack_{run.name}", [f"--workdir={workdir(root, run.name)}",
                                                                f"--method={ABLATION_METHODS}", "--eps=0.1", n,
                                                                f"--output={out}"], out + ".json")]
-    budget_train = [train(r) for r in BUDGET_RUNS]
-    budget_evaluate = []
+    budget_train, budget_evaluate = [], []
     for run in BUDGET_RUNS:
+        steps = [train(run)]
         for epoch in BUDGET_SNAPSHOTS:
             snapshot = budget_snapshot(root, run.name, epoch)
             out = budget_result(root, run.name, epoch)
-            budget_evaluate.append(attack(
+            steps.append(attack(
                 f"budget_{run.name}_epoch_{epoch:03d}",
                 [f"--workdir={snapshot}", f"--method={BUDGET_METHODS}", f"--eps={BUDGET_EPS}",
                  f"--num_examples={BUDGET_EXAMPLES}", f"--output={out}"], out + ".json",
                 needs=os.path.join(snapshot, "metrics.json")))
-    for run in BUDGET_RUNS:
         snapshot = budget_snapshot(root, run.name, BUDGET_FINAL_EPOCH)
         full, cw = (budget_result(root, run.name, BUDGET_FINAL_EPOCH, suffix) for suffix in ("_full", "_cw"))
-        budget_evaluate += [
+        steps += [
             attack(f"budget_{run.name}_final_full",
                    [f"--workdir={snapshot}", f"--method={FULL_WITHOUT_CW}", "--eps=0.3,0.1",
                     f"--num_examples={BUDGET_EXAMPLES}", f"--output={full}"], full + ".json",
@@ -232,6 +232,11 @@ def plan(root: str, sizes: Sizes) -> Dict[str, List[Step]]:
                     "--audit=false", f"--output={cw}"], cw + ".json",
                    needs=os.path.join(snapshot, "metrics.json")),
         ]
+        shipped = os.path.join(models_dir, shipped_name(run.name), "metrics.json") if models_dir else ""
+        if shipped and os.path.isfile(shipped):
+            steps = [dataclasses.replace(step, done_when=shipped, needs="") for step in steps]
+        budget_train.append(steps[0])
+        budget_evaluate += steps[1:]
     return {
         "budget_train": budget_train,
         "budget_evaluate": budget_evaluate,
@@ -265,10 +270,12 @@ def run_step(step: Step, root: str, dry_run: bool) -> None:
     print(f"[ok]      {step.name} in {time.time() - start:.0f} s", flush=True)
 
 
-def stash_budget_runs(root: str, destination: str) -> None:
-    """The budget runs' resumable state and their finished reports, into ``destination``
-    (:mod:`stash`; committed, so a later session goes on where this one stopped)."""
-    stash.stash(root, destination, runs=[run.name for run in BUDGET_RUNS], results_under=[os.path.join("results", "budget")])
+def stash_budget_runs(root: str, destination: str, models_dir: str) -> None:
+    """The resumable state and finished reports of the budget runs not yet shipped into
+    ``models_dir``, into ``destination`` (:mod:`stash`; committed, so a later session goes on where
+    this one stopped)."""
+    unshipped = [run.name for run in BUDGET_RUNS if not os.path.isdir(os.path.join(models_dir, shipped_name(run.name)))]
+    stash.stash(root, destination, runs=unshipped, results_under=[os.path.join("results", "budget")])
 
 
 def shipped_name(run_name: str) -> str:
@@ -323,18 +330,25 @@ def ship(root: str, models_dir: str) -> List[str]:
     return shipped
 
 
-def shipped_root(models_dir: str, destination: str) -> str:
-    """Rebuilds, under ``destination``, the part of a reproduction root that the budget curve is
-    rendered from, out of the runs shipped in ``models_dir`` (links, nothing copied)."""
+def budget_root(models_dir: str, destination: str, root: str = "") -> str:
+    """Assembles, under ``destination`` (links, nothing copied), what the budget curve is rendered
+    from: each budget run shipped in ``models_dir`` from its shipped copy, each other one from the
+    reproduction ``root`` (when given) — so the curve can be rendered in a session whose root no
+    longer holds the finished runs."""
     budget = _makedirs(os.path.join(destination, "results", "budget"))
     for run in BUDGET_RUNS:
         shipped = os.path.abspath(os.path.join(models_dir, shipped_name(run.name)))
-        if not os.path.isdir(shipped):
+        if os.path.isdir(shipped):
+            run_dir, reports = shipped, os.path.join(shipped, "reports")
+        elif root:
+            run_dir, reports = os.path.abspath(workdir(root, run.name)), os.path.abspath(os.path.join(root, "results", "budget"))
+        else:
             continue
-        os.symlink(shipped, os.path.join(destination, run.name))
-        for name in os.listdir(os.path.join(shipped, "reports")):
+        if os.path.isdir(run_dir):
+            os.symlink(run_dir, os.path.join(destination, run.name))
+        for name in sorted(os.listdir(reports)) if os.path.isdir(reports) else []:
             if name.startswith(run.name + "_epoch_"):
-                os.symlink(os.path.join(shipped, "reports", name), os.path.join(budget, name))
+                os.symlink(os.path.join(reports, name), os.path.join(budget, name))
     return destination
 
 
@@ -358,7 +372,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--cw_examples", type=int, default=Sizes.cw, help="test images for C&W-L2 (1000 iterations)")
     parser.add_argument("--results", default="docs/RESULTS.md", help="the Markdown file --stage=render writes")
     parser.add_argument("--models_dir", default="models",
-                        help="where --stage=ship puts slim copies of the finished budget runs")
+                        help="where --stage=ship puts slim copies of the finished budget runs (a run shipped there "
+                             "counts as done)")
     parser.add_argument("--dry_run", action="store_true", help="print the commands without running them")
     parser.add_argument("--stash", default="",
                         help="a folder that carries the budget runs across sessions: read before the budget stages "
@@ -367,7 +382,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     sizes = Sizes(args.num_examples, args.strong_examples, args.cw_examples)
     if min(dataclasses.astuple(sizes)) <= 0:
         parser.error(f"the numbers of test images must be > 0, got {sizes}")
-    stages = plan(args.root, sizes)
+    stages = plan(args.root, sizes, args.models_dir)
     only = {name for name in args.only.split(",") if name}
     unknown = only - {step.name for steps in stages.values() for step in steps}
     if unknown:
@@ -375,7 +390,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.stage == "stash":
         if not args.stash:
             parser.error("--stage=stash needs --stash=DIR")
-        stash_budget_runs(args.root, args.stash)
+        stash_budget_runs(args.root, args.stash, args.models_dir)
         return
     if args.stage == "ship":
         ship(args.root, args.models_dir)

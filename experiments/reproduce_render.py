@@ -17,6 +17,7 @@ import dataclasses
 import glob
 import os
 import shutil
+import tempfile
 from typing import Dict, List, Optional, Tuple
 
 import reproduce_fmnist as plan
@@ -43,11 +44,14 @@ LABELS = {"fgsm": "FGSM", "bim": "BIM", "cw": "C&W", "mim": "MIM", "pgd": "PGD",
 BUDGET_START, BUDGET_END = "<!-- GENERATED-BUDGET:start (experiments/reproduce_render.py --budget) -->", "<!-- GENERATED-BUDGET:end -->"
 
 
-def render_budget(root: str, results_path: str) -> None:
+def render_budget(root: str, results_path: str, models_dir: str = "models") -> None:
     """Writes the budget curve (table and PNG) between its own markers of ``results_path``, so
-    that it can be rendered from the budget runs' root alone, without the other tables' runs."""
+    that it can be rendered from the budget runs alone, without the other tables' runs: the runs
+    shipped in ``models_dir`` from there, the others from ``root``."""
     figures = os.path.join(os.path.dirname(results_path) or ".", "figures")
-    _replace_block(results_path, BUDGET_START, BUDGET_END, _budget_curve(root, figures))
+    with tempfile.TemporaryDirectory() as assembled:
+        body = _budget_curve(plan.budget_root(models_dir, assembled, root), figures)
+    _replace_block(results_path, BUDGET_START, BUDGET_END, body)
 
 
 def _replace_block(results_path: str, start: str, end: str, body: str) -> None:
@@ -501,8 +505,13 @@ def main(argv=None):
     parser.add_argument("--root", default="runs/repro")
     parser.add_argument("--results", default="docs/RESULTS.md")
     parser.add_argument("--budget", action="store_true", help="render only the budget curve (its own block)")
+    parser.add_argument("--models_dir", default="models",
+                        help="--budget: the budget runs shipped here are read from there (the others from --root)")
     args = parser.parse_args(argv)
-    (render_budget if args.budget else render)(args.root, args.results)
+    if args.budget:
+        render_budget(args.root, args.results, args.models_dir)
+    else:
+        render(args.root, args.results)
     print(f"wrote {args.results}")
 
 

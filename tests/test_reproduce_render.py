@@ -121,7 +121,7 @@ def test_ship_writes_a_portable_slim_copy_with_the_curves_reports_and_never_over
     before = sorted(os.walk(destination))
     assert plan.ship(root, models) == [] and sorted(os.walk(destination)) == before
     # the budget curve renders from the shipped copy alone
-    rebuilt = plan.shipped_root(models, str(tmp_path / "rebuilt"))
+    rebuilt = plan.budget_root(models, str(tmp_path / "rebuilt"))
     points = [p for p in render._budget_points(rebuilt) if p["run"].name == run]
     assert [p["metrics"]["epoch"] for p in points[:-1]] == list(plan.BUDGET_SNAPSHOTS[:-1])
     assert all(p["reports"] for p in points)
@@ -130,7 +130,21 @@ def test_ship_writes_a_portable_slim_copy_with_the_curves_reports_and_never_over
 def test_results_md_budget_curve_is_what_the_shipped_budget_runs_give(tmp_path):
     if not all(os.path.isdir(os.path.join(REPO, "models", plan.shipped_name(r.name))) for r in plan.BUDGET_RUNS):
         pytest.skip("the budget runs are not all shipped yet (models/in_progress carries them)")
-    root = plan.shipped_root(os.path.join(REPO, "models"), str(tmp_path / "root"))
+    root = plan.budget_root(os.path.join(REPO, "models"), str(tmp_path / "root"))
     text = render._budget_curve(root, str(tmp_path / "figures"))
     with open(os.path.join(REPO, "docs", "RESULTS.md"), encoding="utf-8") as f:
         assert text in f.read()
+
+
+def test_a_shipped_budget_run_counts_as_trained_and_evaluated(tmp_path):
+    models = tmp_path / "models"
+    shipped = models / plan.shipped_name("paper8_pcl") / "metrics.json"
+    shipped.parent.mkdir(parents=True)
+    shipped.write_text("{}")
+    stages = plan.plan(str(tmp_path / "root"), plan.Sizes(), str(models))
+    steps = stages["budget_train"] + stages["budget_evaluate"]
+    pcl = [s for s in steps if "paper8_pcl" in s.name]
+    softmax = [s for s in steps if "paper8_softmax" in s.name]
+    assert len(pcl) == len(softmax) == 1 + len(plan.BUDGET_SNAPSHOTS) + 2
+    assert all(s.done_when == str(shipped) and not s.needs for s in pcl)
+    assert not any(s.done_when == str(shipped) for s in softmax)
