@@ -232,9 +232,9 @@ def plan(root: str, sizes: Sizes, models_dir: str = "") -> Dict[str, List[Step]]
                     "--audit=false", f"--output={cw}"], cw + ".json",
                    needs=os.path.join(snapshot, "metrics.json")),
         ]
-        shipped = os.path.join(models_dir, shipped_name(run.name), "metrics.json") if models_dir else ""
-        if shipped and os.path.isfile(shipped):
-            steps = [dataclasses.replace(step, done_when=shipped, needs="") for step in steps]
+        shipped = shipped_copy(models_dir, run.name)
+        if shipped:
+            steps = [dataclasses.replace(step, done_when=os.path.join(shipped, "metrics.json"), needs="") for step in steps]
         budget_train.append(steps[0])
         budget_evaluate += steps[1:]
     return {
@@ -274,13 +274,19 @@ def stash_budget_runs(root: str, destination: str, models_dir: str) -> None:
     """The resumable state and finished reports of the budget runs not yet shipped into
     ``models_dir``, into ``destination`` (:mod:`stash`; committed, so a later session goes on where
     this one stopped)."""
-    unshipped = [run.name for run in BUDGET_RUNS if not os.path.isdir(os.path.join(models_dir, shipped_name(run.name)))]
+    unshipped = [run.name for run in BUDGET_RUNS if not shipped_copy(models_dir, run.name)]
     stash.stash(root, destination, runs=unshipped, results_under=[os.path.join("results", "budget")])
 
 
 def shipped_name(run_name: str) -> str:
     """The directory under models/ that a finished budget run ships as."""
     return f"fmnist_cnn6_{run_name}"
+
+
+def shipped_copy(models_dir: str, run_name: str) -> Optional[str]:
+    """The budget run's shipped copy in ``models_dir`` (:func:`ship`), or None while it has none."""
+    path = os.path.join(models_dir, shipped_name(run_name)) if models_dir else ""
+    return path if path and os.path.isfile(os.path.join(path, "metrics.json")) else None
 
 
 def ship(root: str, models_dir: str) -> List[str]:
@@ -337,8 +343,9 @@ def budget_root(models_dir: str, destination: str, root: str = "") -> str:
     longer holds the finished runs."""
     budget = _makedirs(os.path.join(destination, "results", "budget"))
     for run in BUDGET_RUNS:
-        shipped = os.path.abspath(os.path.join(models_dir, shipped_name(run.name)))
-        if os.path.isdir(shipped):
+        shipped = shipped_copy(models_dir, run.name)
+        if shipped:
+            shipped = os.path.abspath(shipped)
             run_dir, reports = shipped, os.path.join(shipped, "reports")
         elif root:
             run_dir, reports = os.path.abspath(workdir(root, run.name)), os.path.abspath(os.path.join(root, "results", "budget"))
