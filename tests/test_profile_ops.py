@@ -32,4 +32,7 @@ def test_a_traced_convolution_step_is_mostly_convolution():
     step()
     ops = profile_ops.top_ops(step, steps=3)
     assert abs(sum(op["share"] for op in ops) - 1.0) < 1e-6 or len(ops) == 12
-    assert "Conv2D" in ops[0]["op"] and ops[0]["share"] > 0.5 and ops[0]["ms"] > 0
+    # The forward convolution and its filter gradient share the time (about half each, varying with the
+    # machine's load), so the claim is about convolutions together, not about one of them alone.
+    assert "Conv2D" in ops[0]["op"] and ops[0]["ms"] > 0
+    assert sum(op["share"] for op in ops if "Conv2D" in op["op"]) > 0.5
