@@ -141,6 +141,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    stash.refuse_unwritable(parser, folders={"root": args.root}, files={"json": args.json, "png": args.png})
     if stash.handle(args, parser):
         return
     if args.stage == "all":

@@ -239,6 +239,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     methods = [METHODS[m] for m in args.methods.split(",")]
     minutes = [float(m) for m in args.minutes.split(",")]
     eps_values = [float(e) for e in args.eps.split(",")]
+    stash.refuse_unwritable(parser, folders={"root": args.root}, files={"json": args.json, "png": args.png})
     if stash.handle(args, parser, without_weights=["calibrate"]):
         return
     if args.stage in ("all", "calibrate"):

@@ -394,6 +394,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     unknown = only - {step.name for steps in stages.values() for step in steps}
     if unknown:
         parser.error(f"--only: no step named {', '.join(sorted(unknown))}; --dry_run lists them")
+    written = "stash" if args.stage == "stash" else "models_dir" if args.stage == "ship" else "root"
+    stash.refuse_unwritable(parser, folders={written: getattr(args, written)},
+                            files={"results": args.results if args.stage in ("all", "render") else ""})
     if args.stage == "stash":
         if not args.stash:
             parser.error("--stage=stash needs --stash=DIR")

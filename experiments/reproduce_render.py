@@ -21,6 +21,7 @@ import tempfile
 from typing import Dict, List, Optional, Tuple
 
 import reproduce_fmnist as plan
+import stash
 from pcl_tf import io_utils, report
 
 START, END = "<!-- GENERATED:start (experiments/reproduce_render.py) -->", "<!-- GENERATED:end -->"
@@ -508,6 +509,7 @@ def main(argv=None):
     parser.add_argument("--models_dir", default="models",
                         help="--budget: the budget runs shipped here are read from there (the others from --root)")
     args = parser.parse_args(argv)
+    stash.refuse_unwritable(parser, files={"results": args.results})
     if args.budget:
         render_budget(args.root, args.results, args.models_dir)
     else:

@@ -20,9 +20,9 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional
 
-from pcl_tf import checkpointing
+from pcl_tf import checkpointing, io_utils
 
 RUN_FILES = ("config.json", "metrics.json", "history.json")
 RESULT_EXTENSIONS = (".json", ".md", ".png")
@@ -144,6 +144,20 @@ def add_flag(parser) -> None:
                              "checkpoint resumes from it), written by --stage=stash (before a session ends)")
 
 
+def refuse_unwritable(parser, folders: Optional[Dict[str, str]] = None, files: Optional[Dict[str, str]] = None) -> None:
+    """Stops a driver with one line (argparse's usage error, exit 2) when a folder or file it will
+    write (``{flag: path}``; empty paths are skipped) cannot be created or written — before any
+    work starts, so nothing is half-written."""
+    # A folder is blocked by a file in its place or by an unwritable ancestor; a file by its folder.
+    wanted = [(flag, path, os.path.join(path, "_")) for flag, path in (folders or {}).items() if path]
+    wanted += [(flag, path, path) for flag, path in (files or {}).items() if path]
+    for flag, path, probe in wanted:
+        blocked = io_utils.blocking_ancestor(probe)
+        if blocked:
+            parser.error(f"--{flag}={path} cannot be written ({blocked} is not a writable directory); "
+                         "choose another path")
+
+
 def handle(args, parser, **stash_options) -> bool:
     """A driver's stash handling: with ``--stage=stash`` stashes ``args.root`` into ``args.stash``
     and returns True (the driver then stops); otherwise seeds the root from ``args.stash`` when
@@ -151,6 +165,7 @@ def handle(args, parser, **stash_options) -> bool:
     if args.stage == "stash":
         if not args.stash:
             parser.error("--stage=stash needs --stash=DIR")
+        refuse_unwritable(parser, folders={"stash": args.stash})
         stash(args.root, args.stash, **stash_options)
         return True
     if args.stash and not args.dry_run:

@@ -108,3 +108,24 @@ def test_a_drivers_stash_stage_needs_a_folder_and_stops_the_driver(tmp_path):
     assert stash.handle(args, parser) is True and os.path.isdir(tmp_path / "stash" / "run")
     fresh = parser.parse_args([f"--root={tmp_path / 'fresh'}", "--stage=all", f"--stash={tmp_path / 'stash'}"])
     assert stash.handle(fresh, parser) is False and os.path.isdir(tmp_path / "fresh" / "run" / "checkpoints")
+
+
+def test_a_folder_or_file_that_cannot_be_written_stops_a_driver_before_it_writes(tmp_path, capsys):
+    """A file where a folder should be (or an unwritable ancestor): one usage line, exit 2, nothing copied."""
+    import pytest
+
+    import reproduce_fmnist
+
+    root, blocker = str(tmp_path / "root"), tmp_path / "a_file"
+    _run(root, "paper8_softmax")
+    blocker.write_text("keep me")
+    for argv, flag in ((["--stage=stash", f"--stash={blocker}/stash"], "--stash"),
+                       (["--stage=ship", f"--models_dir={blocker}"], "--models_dir"),
+                       (["--stage=render", f"--results={blocker}/RESULTS.md"], "--results")):
+        with pytest.raises(SystemExit) as exit_info:
+            reproduce_fmnist.main([f"--root={root}", *argv])
+        assert exit_info.value.code == 2
+        message = capsys.readouterr().err.strip().splitlines()[-1]
+        assert flag in message and "cannot be written" in message and str(blocker) in message
+    assert blocker.read_text() == "keep me"
+    assert sorted(os.listdir(tmp_path)) == ["a_file", "root"]
