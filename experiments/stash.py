@@ -22,7 +22,13 @@ import tempfile
 import time
 from typing import Dict, Iterable, List, Optional
 
-from pcl_tf import checkpointing, io_utils
+from pcl_tf.cli.common import import_tensorflow_quietly
+
+# Every driver (reproduce_fmnist, reproduce_render, the long benchmarks) imports this module before
+# anything that loads TensorFlow: loaded here, its start-up lines stay off the driver's console.
+import_tensorflow_quietly()
+
+from pcl_tf import checkpointing, io_utils  # noqa: E402
 
 RUN_FILES = ("config.json", "metrics.json", "history.json")
 RESULT_EXTENSIONS = (".json", ".md", ".png")

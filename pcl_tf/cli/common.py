@@ -29,7 +29,7 @@ _STARTUP_NOISE = ("All log messages before absl::InitializeLog", "cudart_stub.cc
                   "oneDNN custom operations are on")
 
 
-def _import_tensorflow_quietly(show: bool = False) -> None:
+def import_tensorflow_quietly(show: bool = False) -> None:
     """Imports TensorFlow with its start-up lines filtered out of stderr; anything else it
     prints while loading is passed through. The CUDA probe's error (printed at first device use,
     level ERROR) is silenced by TF_CPP_MIN_LOG_LEVEL=3. ``show`` leaves all of it alone."""
@@ -200,7 +200,7 @@ def run(
         except errors as e:
             fail(prog, e)
         # The flags are good: now the seconds of TensorFlow's import.
-        _import_tensorflow_quietly(show=SHOW_TF_LOGS or flags.FLAGS["verbosity"].present)
+        import_tensorflow_quietly(show=SHOW_TF_LOGS or flags.FLAGS["verbosity"].present)
         exit_classes = exits()
         failures, interruptions = exit_classes.get("failures", ()), exit_classes.get("interruptions", ())
         try:
