@@ -303,11 +303,11 @@ def ship(root: str, models_dir: str) -> List[str]:
         stems += [budget_result(root, run.name, BUDGET_FINAL_EPOCH, suffix) for suffix in ("_full", "_cw")]
         missing = [p for p in [os.path.join(final, "metrics.json")] + [s + ".json" for s in stems] if not os.path.exists(p)]
         destination = os.path.join(models_dir, shipped_name(run.name))
-        if missing:
-            print(f"[not shipped] {run.name}: {len(missing)} file(s) missing, e.g. {missing[0]}", flush=True)
-            continue
         if os.path.exists(destination):
             print(f"[shipped]  {run.name}: {destination} exists (never written over)", flush=True)
+            continue
+        if missing:
+            print(f"[not shipped] {run.name}: {len(missing)} file(s) missing, e.g. {missing[0]}", flush=True)
             continue
         scratch = tempfile.mkdtemp(prefix=f".{shipped_name(run.name)}.", dir=_makedirs(models_dir))
         try:
