@@ -50,10 +50,14 @@ def run_name(method: str, eps: float) -> str:
     return f"{method}_eps{eps:g}"
 
 
+# These runs are planned in epochs, not minutes: the one-cycle over the planned steps.
+SCHEDULE = {"train.lr_schedule": "one_cycle"}
+
+
 def train_step(root: str, method: str, eps: float, epochs: int, train_examples: int) -> Step:
     """One method's training: ``train_examples`` images per epoch plus the held-out validation slice."""
     workdir = os.path.join(root, run_name(method, eps))
-    fields = {"train.epochs": epochs, "train.warmup_epochs": 0, "train.num_examples": train_examples + VALIDATION_EXAMPLES,
+    fields = {**SCHEDULE, "train.epochs": epochs, "train.warmup_epochs": 0, "train.num_examples": train_examples + VALIDATION_EXAMPLES,
               "train.robust_val_examples": VALIDATION_EXAMPLES, "train.robust_val_eps": eps,
               "eval.num_examples": VALIDATION_EXAMPLES}
     return Step(f"train_{run_name(method, eps)}", _train_args(METHODS[method], workdir, eps, fields),
@@ -158,7 +162,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"{METHODS[method].label}: " + (f"PGD accuracy collapsed at epoch {epoch}" if epoch else "no collapse"))
     io_utils.write_json_atomic(args.json, {
         "machine": os.uname().nodename, "eps": args.eps, "epochs": args.epochs, "train_examples": args.train_examples,
-        "validation_examples": VALIDATION_EXAMPLES, "recipe": RECIPE, "curves": found,
+        "validation_examples": VALIDATION_EXAMPLES, "recipe": {**RECIPE, **SCHEDULE}, "curves": found,
         "collapsed_at_epoch": {m: collapsed(c) for m, c in found.items()}, "command": " ".join(sys.argv)})
     plot(found, args.eps, args.png)
     print(f"wrote {args.json} and {args.png}")

@@ -137,6 +137,11 @@ class StepCheckpoint(keras.callbacks.Callback):
         """Seconds of training over every session of the run, up to now."""
         return self._seconds_before + time.time() - self._start
 
+    def on_train_batch_begin(self, batch, logs=None):
+        # The run's training time, current before every step: the time-budget lr schedule
+        # (pcl_tf.schedule.BudgetOneCycle) reads it inside the step.
+        self.state.seconds.assign(self.elapsed())
+
     def _save(self):
         self.state.seconds.assign(self.elapsed())
         return self.manager.save(checkpoint_number=int(self.state.step.numpy()))

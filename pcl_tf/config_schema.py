@@ -88,8 +88,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.weight_decay_mode = "decoupled"
     c.train.lr_decay_epochs = (200, 250)
     c.train.lr_decay_factor = 0.1
-    # "piecewise" (the paper: lr x lr_decay_factor at each of lr_decay_epochs) or "one_cycle" (up to
-    # lr at 2/5 of the run, down to 0 at its end: what fast adversarial training uses).
+    # "piecewise" (the paper: lr x lr_decay_factor at each of lr_decay_epochs), "one_cycle" (up to
+    # lr at 2/5 of the run, down to 0 at its end: what fast adversarial training uses) or
+    # "one_cycle_time" (the same over train.time_budget_minutes of training time rather than the
+    # planned steps: a budgeted run ends at lr 0 when its time runs out, however fast it went).
     c.train.lr_schedule = "piecewise"
     # A restarted joint stage (0 = off: one schedule over the whole run, as the paper): when the
     # PC terms switch on the lr jumps to pcl_lr, and the network's and the centroids' lrs decay

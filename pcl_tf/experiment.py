@@ -80,8 +80,8 @@ def train_and_evaluate(
 
     with strategy.scope():
         model = training_setup.build_model(config, steps_per_epoch)
-        training_setup.compile_model(model, config, steps_per_epoch)
         state = checkpointing.RunState.create()
+        training_setup.compile_model(model, config, steps_per_epoch, train_seconds=state.seconds)
     manager = checkpointing.make_manager(model, state, os.path.join(workdir, workdirs.CHECKPOINT_DIR))
     checkpointing.restore_latest(manager, model)
     if not chief:

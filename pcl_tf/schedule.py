@@ -39,6 +39,11 @@ import keras
 import tensorflow as tf
 
 
+# piecewise: the paper's decays; one_cycle: up and down over the planned steps; one_cycle_time: up
+# and down over train.time_budget_minutes of training time, whatever the steps per second.
+LR_SCHEDULES = ("piecewise", "one_cycle", "one_cycle_time")
+
+
 def _round_half_up(value: float) -> int:
     return int(math.floor(value + 0.5))
 
@@ -52,7 +57,7 @@ class Schedule:
     lr_decay_epochs: Tuple[float, ...]
     lr_warmup_epochs: float = 0.0
     scale: float = 1.0
-    kind: str = "piecewise"  # or "one_cycle"
+    kind: str = "piecewise"  # one of LR_SCHEDULES
     pcl_lr: float = 0.0  # > 0: the lr restarts at this value when the joint loss switches on
     pcl_lr_decay_epochs: Tuple[float, ...] = ()  # counted from the start of the joint stage
     official_pcl_lr_decay_bug: bool = False  # True: pcl_lr_decay_epochs are ignored (released code)
@@ -85,8 +90,11 @@ class Schedule:
         start = self.warmup_epochs * steps_per_epoch
         return tuple(sorted(start + _round_half_up(e * steps_per_epoch) for e in self.pcl_lr_decay_epochs))
 
-    def learning_rate(self, base_lr: float, steps_per_epoch: int, decay_factor: float = 0.1):
-        """A float, or a Keras schedule of ``optimizer.iterations`` (so it survives a resume)."""
+    def learning_rate(self, base_lr: float, steps_per_epoch: int, decay_factor: float = 0.1,
+                      train_seconds=None, budget_seconds: float = 0.0):
+        """A float, or a Keras schedule of ``optimizer.iterations`` (so it survives a resume) — or,
+        for ``one_cycle_time``, of ``train_seconds`` (the run's training-time variable) against
+        ``budget_seconds``."""
         if self.pcl_lr:
             if self.kind != "piecewise":
                 raise ValueError("a restarted joint stage (pcl_lr > 0) needs the piecewise lr schedule")
@@ -98,8 +106,12 @@ class Schedule:
                                            values, _round_half_up(self.lr_warmup_epochs * steps_per_epoch))
         if self.kind == "one_cycle":
             return OneCycle(base_lr, total_steps=self.epochs * steps_per_epoch)
+        if self.kind == "one_cycle_time":
+            if train_seconds is None or budget_seconds <= 0:
+                raise ValueError("lr schedule one_cycle_time runs over a time budget: set train.time_budget_minutes > 0")
+            return BudgetOneCycle(base_lr, train_seconds, budget_seconds)
         if self.kind != "piecewise":
-            raise ValueError(f"unknown lr schedule {self.kind!r}; choose piecewise or one_cycle")
+            raise ValueError(f"unknown lr schedule {self.kind!r}; choose {', '.join(LR_SCHEDULES)}")
         return learning_rate_schedule(base_lr, self.decay_steps(steps_per_epoch), decay_factor,
                                       warmup_steps=_round_half_up(self.lr_warmup_epochs * steps_per_epoch))
 
@@ -111,6 +123,8 @@ class Schedule:
         text = f"{self.epochs} epochs ({self.warmup_epochs} CE warm-up)"
         if self.kind == "one_cycle":
             text += ", one-cycle lr (up to the peak at 2/5 of the run, down to 0 at its end)"
+        elif self.kind == "one_cycle_time":
+            text += ", one-cycle lr over the time budget (up to the peak at 2/5 of it, down to 0 when it runs out)"
         elif self.lr_decay_epochs:
             text += ", lr decays at epochs " + ", ".join(f"{e:g}" for e in self.lr_decay_epochs)
         if self.pcl_lr:
@@ -165,12 +179,41 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         t = (tf.cast(step, tf.float32) + 1.0) / float(self.total_steps)  # after this step, in (0, 1]
-        up = t / self.peak_fraction
-        down = (1.0 - t) / (1.0 - self.peak_fraction)
-        return self.peak_lr * tf.clip_by_value(tf.minimum(up, down), 0.0, 1.0)
+        return one_cycle(t, self.peak_lr, self.peak_fraction)
 
     def get_config(self):
         return {"peak_lr": self.peak_lr, "total_steps": self.total_steps, "peak_fraction": self.peak_fraction}
+
+
+def one_cycle(t, peak_lr: float, peak_fraction: float = 0.4):
+    """The one-cycle learning rate at progress ``t`` (0 at the start of the run, 1 at its end)."""
+    up = t / peak_fraction
+    down = (1.0 - t) / (1.0 - peak_fraction)
+    return peak_lr * tf.clip_by_value(tf.minimum(up, down), 0.0, 1.0)
+
+
+class BudgetOneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """One-cycle over a run's time budget (``train.lr_schedule="one_cycle_time"``): its progress is
+    the share of ``budget_seconds`` trained so far, read from ``train_seconds`` (the run's
+    checkpointed training time, over every session, which pcl_tf.checkpointing.StepCheckpoint
+    brings up to date before each step) instead of a planned number of steps. A run whose speed is
+    only known roughly in advance (a wall-clock benchmark) still peaks at 2/5 of its budget and ends
+    at lr 0 when the budget runs out, whatever its steps per second. Not serialisable: it reads a
+    live variable (the run's checkpoints hold the variable, not the schedule)."""
+
+    def __init__(self, peak_lr: float, train_seconds, budget_seconds: float, peak_fraction: float = 0.4):
+        if budget_seconds <= 0 or not 0.0 < peak_fraction < 1.0:
+            raise ValueError("a time-budget one-cycle schedule needs budget_seconds > 0 and 0 < peak_fraction < 1")
+        self.peak_lr, self.train_seconds = float(peak_lr), train_seconds
+        self.budget_seconds, self.peak_fraction = float(budget_seconds), float(peak_fraction)
+
+    def __call__(self, step):
+        t = tf.cast(self.train_seconds, tf.float32) / self.budget_seconds
+        return one_cycle(tf.clip_by_value(t, 0.0, 1.0), self.peak_lr, self.peak_fraction)
+
+    def get_config(self):
+        raise NotImplementedError("BudgetOneCycle reads a run's live training-time variable; rebuild it with "
+                                  "Schedule.learning_rate")
 
 
 def learning_rate_schedule(base_lr: float, decay_steps: Sequence[int] = (), decay_factor: float = 0.1,

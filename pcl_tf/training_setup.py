@@ -48,8 +48,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             make_adversary(config)
         except ValueError as e:
             raise ConfigError(f"config.adv: {e}") from None
-    if config.train.lr_schedule not in ("piecewise", "one_cycle"):
-        raise ConfigError(f"config.train.lr_schedule={config.train.lr_schedule!r}; choose piecewise or one_cycle")
+    if config.train.lr_schedule not in schedule.LR_SCHEDULES:
+        raise ConfigError(f"config.train.lr_schedule={config.train.lr_schedule!r}; choose "
+                          f"{', '.join(schedule.LR_SCHEDULES)}")
+    if config.train.lr_schedule == "one_cycle_time" and config.train.time_budget_minutes <= 0:
+        raise ConfigError("config.train.lr_schedule=one_cycle_time runs the lr over the time budget: set "
+                          "config.train.time_budget_minutes > 0 (or choose one_cycle)")
     if config.train.optimizer not in ("sgd", "adam"):
         raise ConfigError(f"config.train.optimizer={config.train.optimizer!r}; choose sgd or adam")
     if config.train.weight_decay_mode not in training.WEIGHT_DECAY_MODES:
@@ -211,9 +215,13 @@ def make_adversary(config, steps_per_epoch: int = 0) -> Optional[adversarial.Adv
         step_size=config.adv.step_size,
     )
 
-def compile_model(model: training.PCLModel, config, steps_per_epoch: int) -> None:
+def compile_model(model: training.PCLModel, config, steps_per_epoch: int, train_seconds=None) -> None:
+    """Compiles ``model`` with the config's optimizers and lr schedules. ``train_seconds`` (the
+    run's training-time variable, pcl_tf.checkpointing.RunState.seconds) drives the
+    ``one_cycle_time`` schedule."""
     learning_rate = schedule.Schedule.from_config(config.train).learning_rate(
-        config.train.lr, steps_per_epoch, config.train.lr_decay_factor
+        config.train.lr, steps_per_epoch, config.train.lr_decay_factor,
+        train_seconds=train_seconds, budget_seconds=60.0 * config.train.time_budget_minutes,
     )
     optimizer = training.make_optimizer(config.train.optimizer, learning_rate, config.train.momentum,
                                         config.train.weight_decay, config.train.clip_global_norm,

@@ -15,8 +15,11 @@ def test_the_methods_differ_only_in_the_method(tmp_path):
     differ = sorted(set(fast) ^ set(guarded))
     assert all(a.startswith(("--config=", "--workdir=")) for a in differ), differ
     for expected in ("--config.train.robust_val_examples=1000", "--config.train.num_examples=21000",
-                     "--config.train.robust_val_eps=0.3", "--config.adv.eps_min=0.3", "--config.adv.eps_max=0.3"):
+                     "--config.train.robust_val_eps=0.3", "--config.adv.eps_min=0.3", "--config.adv.eps_max=0.3",
+                     # planned in epochs, without a time budget: the one-cycle over the planned steps
+                     "--config.train.lr_schedule=one_cycle"):
         assert expected in fast and expected in guarded
+    assert not any(a.startswith("--config.train.time_budget_minutes") for a in fast)
 
 
 def test_a_collapse_is_pgd_accuracy_falling_below_the_floor_after_being_above_it():

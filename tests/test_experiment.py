@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from pcl_tf import experiment, training_setup
+from pcl_tf import experiment, io_utils, training_setup
 from pcl_tf import workdir as workdirs
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
@@ -72,9 +72,12 @@ def test_rerun_resumes_instead_of_retraining_and_load_trained_restores(tmp_path)
 
 def test_time_budget_stops_at_a_step_boundary_and_a_rerun_trains_no_further(tmp_path):
     """train.time_budget_minutes: equal-compute comparisons. The run stops mid-schedule, keeps a
-    checkpoint of the step it reached, reports it, and counts only finished epochs as epochs."""
+    checkpoint of the step it reached, reports it, and counts only finished epochs as epochs.
+    With the one_cycle_time schedule the lr follows the training time, not the planned steps: the
+    epoch-1 snapshot's lr is the one-cycle value at its share of the budget."""
     config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke")
     config.train.epochs, config.train.time_budget_minutes = 200, 0.1  # 6 s of a schedule of minutes
+    config.train.lr_schedule, config.train.snapshot_epochs = "one_cycle_time", (1,)
     workdir = str(tmp_path / "run")
     with tfds.testing.mock_data(num_examples=96):
         first = experiment.train_and_evaluate(config, workdir, verbose=0)
@@ -85,6 +88,12 @@ def test_time_budget_stops_at_a_step_boundary_and_a_rerun_trains_no_further(tmp_
     assert (again["stopped_by_time_budget"], again["steps_done"]) == (True, first["steps_done"])
     finished_epochs = first["steps_done"] // first["steps_per_epoch"]
     assert first["history"].get("epoch", []) == list(range(1, finished_epochs + 1))
+    snapshot = io_utils.read_json(os.path.join(workdir, "snapshots", "epoch_001", "metrics.json"))
+    share = snapshot["train_seconds"] / 6.0  # rounded to 0.1 s: the tolerance below
+    expected = config.train.lr * min(share / 0.4, (1 - share) / 0.6)
+    assert 0 < share < 1 and snapshot["learning_rate"] == pytest.approx(max(expected, 0.0), abs=0.03 * config.train.lr)
+    # The step-planned one-cycle over 200 epochs would still be near its start after one epoch.
+    assert snapshot["learning_rate"] > 2 * config.train.lr * (first["steps_per_epoch"] / total) / 0.4
 
 
 def test_workdir_of_another_dataset_is_refused(tmp_path):
@@ -110,7 +119,7 @@ def test_workdir_of_another_dataset_is_refused(tmp_path):
         ("pcl.push_weight", -0.5, "must be >= 0"),
         ("adv.eps_ramp_epochs", -1.0, "must be >= 0"),
         ("adv.start", "later", "joint or first_step"),
-        ("train.lr_schedule", "cosine", "piecewise or one_cycle"),
+        ("train.lr_schedule", "cosine", "piecewise, one_cycle, one_cycle_time"),
         ("adv.loss", "hinge", "choose ce, joint, trades"),
         ("adv.trades_beta", -1.0, "must be >= 0"),
         ("adv.start_radius_ratio", -1.0, "must be >= 0"),

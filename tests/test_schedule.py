@@ -65,6 +65,23 @@ def test_describe_names_the_scale_and_the_warmup():
                     "(schedule_scale 0.125)")
 
 
+def test_time_budget_one_cycle_follows_the_share_of_the_budget_trained_not_the_step():
+    import tensorflow as tf
+
+    plan = schedule.Schedule.from_config(fmnist_train(1.0, lr_schedule="one_cycle_time", epochs=10))
+    seconds = tf.Variable(0.0, dtype=tf.float64)
+    optimizer = training.make_optimizer("sgd", plan.learning_rate(0.2, steps_per_epoch=10, train_seconds=seconds,
+                                                                  budget_seconds=100.0))
+    rates = []
+    for elapsed in (0.0, 20.0, 40.0, 70.0, 100.0, 130.0):  # the step stays 0 throughout
+        seconds.assign(elapsed)
+        rates.append(read_lr(optimizer, 0))
+    assert rates == pytest.approx([0.0, 0.1, 0.2, 0.1, 0.0, 0.0], abs=1e-6)
+    assert "over the time budget" in plan.describe()
+    with pytest.raises(ValueError, match="time_budget_minutes > 0"):
+        plan.learning_rate(0.2, steps_per_epoch=10)
+
+
 def test_one_cycle_rises_to_the_peak_at_two_fifths_then_falls_to_zero():
     config = fmnist_train(1.0, lr_schedule="one_cycle", epochs=10)
     plan = schedule.Schedule.from_config(config)

@@ -9,15 +9,18 @@ import time_to_robustness as ttr  # noqa: E402
 
 
 def test_schedule_fills_the_budget_in_whole_epochs_or_two_passes_over_a_subset():
-    # Planned at 3/4 of the calibrated speed (the per-epoch validation and checkpoints slow a run).
-    assert ttr.PLANNED_SHARE_OF_CALIBRATED_SPEED == 0.75
-    # 1 step/s for 30 min: 1,350 planned steps = 5 full epochs, 1 of them (1/7, rounded) CE warm-up for PCL.
-    assert ttr.plan_schedule(1.0, 30, pcl=True) == {"train.epochs": 5, "train.num_examples": 0, "train.warmup_epochs": 1}
+    # Planned for 1.5x the calibrated steps (the budget, not the epochs, ends a run).
+    assert ttr.PLANNED_STEPS_OVER_CALIBRATED == 1.5
+    # 1 step/s for 30 min: 2,700 planned steps = 11 full epochs of 235; 7.3 expected to fit, 1 of them
+    # (1/7, rounded) CE warm-up for PCL.
+    assert ttr.plan_schedule(1.0, 30, pcl=True) == {"train.epochs": 11, "train.num_examples": 0, "train.warmup_epochs": 1}
     assert ttr.plan_schedule(1.0, 30, pcl=False)["train.warmup_epochs"] == 0
-    # 0.1 step/s (PGD-10 here) for 30 min = 135 planned steps: two passes over 67 batches of the training
-    # set (plus the 1,000 images held out for robust early stopping).
-    assert ttr.plan_schedule(0.1, 30, pcl=False) == {"train.epochs": 2, "train.num_examples": 67 * 256 + 1000,
+    # 0.1 step/s (PGD-10 here) for 30 min = 270 planned steps: two passes over 135 batches of the
+    # training set (plus the 1,000 images held out for robust early stopping).
+    assert ttr.plan_schedule(0.1, 30, pcl=False) == {"train.epochs": 2, "train.num_examples": 135 * 256 + 1000,
                                                     "train.warmup_epochs": 0}
+    # The lr follows the clock, so the budget is what ends every run at lr 0.
+    assert ttr.RECIPE["train.lr_schedule"] == "one_cycle_time"
 
 
 def test_every_method_trains_at_the_same_eps_with_the_shared_recipe(tmp_path):
