@@ -107,8 +107,11 @@ class Schedule:
         if self.kind == "one_cycle":
             return OneCycle(base_lr, total_steps=self.epochs * steps_per_epoch)
         if self.kind == "one_cycle_time":
-            if train_seconds is None or budget_seconds <= 0:
+            if budget_seconds <= 0:
                 raise ValueError("lr schedule one_cycle_time runs over a time budget: set train.time_budget_minutes > 0")
+            if train_seconds is None:
+                raise ValueError("lr schedule one_cycle_time reads the run's training time: pass train_seconds "
+                                 "(pcl_tf.checkpointing.RunState.seconds)")
             return BudgetOneCycle(base_lr, train_seconds, budget_seconds)
         if self.kind != "piecewise":
             raise ValueError(f"unknown lr schedule {self.kind!r}; choose {', '.join(LR_SCHEDULES)}")
