@@ -26,7 +26,7 @@ demo: data
 		--num_examples=1000 --output=$(DEMO_DIR)/report
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 # The inner-loop tier: everything but the tests marked slow in tests/conftest.py.
 test-fast: install
