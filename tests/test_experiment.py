@@ -120,6 +120,7 @@ def test_workdir_of_another_dataset_is_refused(tmp_path):
         ("adv.eps_ramp_epochs", -1.0, "must be >= 0"),
         ("adv.start", "later", "joint or first_step"),
         ("train.lr_schedule", "cosine", "piecewise, one_cycle, one_cycle_time"),
+        ("train.lr_schedule", "one_cycle_time", "set config.train.time_budget_minutes > 0"),  # no budget set
         ("adv.loss", "hinge", "choose ce, joint, trades"),
         ("adv.trades_beta", -1.0, "must be >= 0"),
         ("adv.start_radius_ratio", -1.0, "must be >= 0"),
