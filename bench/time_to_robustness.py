@@ -15,7 +15,8 @@ steady adversarial step) only to size its epochs (the robust validation runs aft
 planned for more steps than the budget allows, so the budget, not the epoch count, ends every run.
 Below two epochs' worth of steps a run trains passes over a subset of the training images instead.
 Softmax methods train adversarially from the first step (their papers); PCL ones after the CE
-warm-up (1/7 of the epochs, the paper's 50/350), as the paper's Algorithm 1 does.
+warm-up (1/7 of the epochs, the paper's 50/350, at least one; clean epochs, planned on top of the
+adversarial ones), as the paper's Algorithm 1 does.
 
     python bench/time_to_robustness.py --root=runs/ttr --minutes=30,60          # all methods
     python bench/time_to_robustness.py --root=runs/ttr --minutes=30 --methods=madry,fastat,nfgsm
@@ -113,10 +114,14 @@ def plan_schedule(steps_per_second: float, minutes: float, pcl: bool) -> Dict[st
     else:
         # Training images plus the held-out robust-validation slice, taken from the same first images.
         epochs, examples = 2, max(512, steps // 2 * 256) + RECIPE["train.robust_val_examples"]
-    # PCL's CE warm-up: 1/7 of the epochs expected to fit (not of the over-planned ones).
+    if not pcl:
+        return {"train.epochs": epochs, "train.num_examples": examples, "train.warmup_epochs": 0}
+    # PCL's CE warm-up comes on top, in whole epochs: 1/7 of all epochs, the paper's 50 of 350, counting
+    # the adversarial epochs expected to fit (not the over-planned ones); at least one. Its steps are
+    # clean, a fraction of an adversarial step's time, so the calibration leaves them out.
     expected_epochs = epochs / PLANNED_STEPS_OVER_CALIBRATED
-    return {"train.epochs": epochs, "train.num_examples": examples,
-            "train.warmup_epochs": max(1, round(expected_epochs / 7)) if pcl else 0}
+    warmup = max(1, round(expected_epochs / 6))
+    return {"train.epochs": epochs + warmup, "train.num_examples": examples, "train.warmup_epochs": warmup}
 
 
 def _steps_per_second(root: str, method: Method) -> Optional[float]:
