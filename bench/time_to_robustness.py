@@ -42,13 +42,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The trainings run through the reproduction driver's resumable step runner (experiments/).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments"))
 
-import stash  # noqa: E402  (experiments/stash.py)
+import stash  # noqa: E402  (experiments/stash.py; imports TensorFlow quietly, so first)
+import common  # noqa: E402  (bench/common.py)
 from reproduce_fmnist import Step, run_step  # noqa: E402
 
 from pcl_tf import io_utils, report  # noqa: E402
+from pcl_tf import workdir as workdirs  # noqa: E402
+from pcl_tf.early_stopping import BEST_FILE  # noqa: E402
 
 CNN6 = "configs/fmnist_cnn6.py"
 STEPS_PER_EPOCH = 235  # 60,000 / 256, rounded up
+BATCH_SIZE = 256
+TRAIN_IMAGES = 59_000  # Fashion-MNIST's 60,000 less the 1,000 held out for robust early stopping
 CALIBRATION_MINUTES = 1.0
 # Epochs are planned for this many times the steps the calibrated speed gives, so that they never
 # run out before the budget: a run's speed differs from its calibration minute in both directions
@@ -147,11 +152,13 @@ def train_step(root: str, method: Method, minutes: float, train_eps: float) -> O
 
 
 def evaluate_step(root: str, method: Method, minutes: float, train_eps: float, eps: float, n: int) -> Step:
+    """The strong suite on the run's most robust epoch on held-out data (robust early stopping's
+    ``best_robust/``, which is the last epoch when robustness never fell)."""
     name = run_name(method, minutes, train_eps)
     workdir = os.path.join(root, name)
     out = _result_stem(root, name, eps, n)
     return Step(f"evaluate_{name}_at{eps:g}",
-                ["pcl_tf.cli.attack", f"--workdir={workdir}", f"--method={EVAL_METHODS}", f"--eps={eps:g}",
+                ["pcl_tf.cli.attack", f"--workdir={os.path.join(workdir, workdirs.BEST_ROBUST_DIR)}", f"--method={EVAL_METHODS}", f"--eps={eps:g}",
                  f"--num_examples={n}", f"--output={out}", "--noprogress"],
                 out + ".json", needs=os.path.join(workdir, "metrics.json"))
 
@@ -173,12 +180,16 @@ def rows(root: str, methods: List[Method], minutes: List[float], train_eps: floa
                 if not (os.path.exists(path) and os.path.exists(metrics_path)):
                     continue
                 metrics, rep = io_utils.read_json(metrics_path), io_utils.read_json(path)[0]
+                kept = io_utils.read_json(os.path.join(root, name, workdirs.BEST_ROBUST_DIR, BEST_FILE))
                 worst = rep["worst_case"]
                 found.append({
                     "method": method.name, "label": method.label, "budget_minutes": budget, "train_eps": train_eps,
                     "eps": eps,
                     "train_minutes": round(metrics["train_seconds"] / 60, 1),
-                    "epochs": round(metrics["steps_done"] / metrics["steps_per_epoch"], 2),
+                    # Training images drawn over the training set's size (a run below two epochs
+                    # passes over a subset several times), and the epoch evaluated.
+                    "epochs": round(metrics["steps_done"] * BATCH_SIZE / TRAIN_IMAGES, 2),
+                    "kept_epoch": kept["epoch"], "of_epochs": metrics["epochs"],
                     "stopped_by_time_budget": metrics.get("stopped_by_time_budget"),
                     "n": rep["num_examples"], "clean": rep["clean_accuracy"],
                     "pgd": rep["attacks"]["pgd"]["robust_accuracy"],
@@ -189,11 +200,12 @@ def rows(root: str, methods: List[Method], minutes: List[float], train_eps: floa
 
 
 def table(found: List[Dict]) -> str:
-    lines = ["| method | trained at ε | budget (min) | trained (min) | epochs | ε | n | clean | PGD-10 | "
-             "worst case [95 % CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | trained at ε | budget (min) | trained (min) | epochs | kept epoch | ε | n | clean | PGD-10 | "
+             "worst case [95 % CI] |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in found:
         low, high = r["worst_case_ci95"]
         lines.append(f"| {r['label']} | {r['train_eps']:g} | {r['budget_minutes']:g} | {r['train_minutes']:g} | {r['epochs']:g} | "
+                     f"{r['kept_epoch']} of {r['of_epochs']} | "
                      f"{r['eps']:g} | {r['n']} | {100 * r['clean']:.1f} | {100 * r['pgd']:.1f} | "
                      f"{100 * r['worst_case']:.1f} [{100 * low:.1f}, {100 * high:.1f}] |")
     return "\n".join(lines) + "\n"
@@ -282,7 +294,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         print("no finished evaluations yet")
         return
     print(table(found))
-    io_utils.write_json_atomic(args.json, {"machine": os.uname().nodename, "rows": found, "recipe": RECIPE,
+    io_utils.write_json_atomic(args.json, {**common.environment(), "rows": found, "recipe": RECIPE,
                                            "command": " ".join(sys.argv)})
     plot(found, args.png)
     print(f"wrote {args.json} and {args.png}")

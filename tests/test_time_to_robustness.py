@@ -7,6 +7,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 
 import time_to_robustness as ttr  # noqa: E402
 
+from pcl_tf import io_utils  # noqa: E402
+
 
 def test_schedule_fills_the_budget_in_whole_epochs_or_two_passes_over_a_subset():
     # Planned for 1.5x the calibrated steps (the budget, not the epochs, ends a run).
@@ -35,3 +37,29 @@ def test_every_method_trains_at_the_same_eps_with_the_shared_recipe(tmp_path):
         assert "--config.adv.eps_min=0.1" in args and "--config.adv.eps_max=0.1" in args
         assert ("--config.adv.start=joint" in args) == method.pcl  # softmax methods attack from step 1
         assert all(f"--config.{k}={v}" in args for k, v in ttr.RECIPE.items())
+
+
+def test_a_row_reports_the_kept_epoch_and_full_training_set_passes(tmp_path):
+    """The evaluation attacks robust early stopping's kept epoch, and the row says which one it was."""
+    method, root = ttr.METHODS["madry"], str(tmp_path)
+    name = ttr.run_name(method, 30, 0.1)
+    step = ttr.evaluate_step(root, method, 30, 0.1, 0.1, 1000)
+    assert f"--workdir={os.path.join(root, name, 'best_robust')}" in step.args
+    assert "--method=fgsm,pgd,apgd-ce,apgd-t,square" in step.args
+    # No report yet: no row.
+    assert ttr.rows(root, [method], [30], 0.1, [0.1], 1000) == []
+    os.makedirs(os.path.join(root, name, "best_robust"))
+    io_utils.write_json_atomic(os.path.join(root, name, "metrics.json"),
+                               {"train_seconds": 1800.0, "steps_done": 230, "steps_per_epoch": 88, "epochs": 3,
+                                "stopped_by_time_budget": True})
+    io_utils.write_json_atomic(os.path.join(root, name, "best_robust", "best_robust.json"), {"epoch": 2})
+    io_utils.write_json_atomic(step.done_when, [{
+        "num_examples": 1000, "clean_accuracy": 0.8,
+        "attacks": {"pgd": {"robust_accuracy": 0.6}},
+        "worst_case": {"robust_accuracy": 0.55, "robust_count": 550}}])
+    [row] = ttr.rows(root, [method], [30], 0.1, [0.1], 1000)
+    assert row["epochs"] == round(230 * 256 / 59_000, 2)  # a subset run: passes over the training set's size
+    assert (row["kept_epoch"], row["of_epochs"], row["train_minutes"]) == (2, 3, 30.0)
+    low, high = row["worst_case_ci95"]
+    assert low < 0.55 < high and high - low < 0.07  # Wilson, n = 1000
+    assert "| Madry PGD-10 | 0.1 | 30 | 30 | 1 | 2 of 3 | 0.1 | 1000 | 80.0 | 60.0 | 55.0 [" in ttr.table([row])
