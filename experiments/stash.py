@@ -7,11 +7,14 @@ bench/catastrophic_overfitting.py) writes: ``pcl-train`` work dirs (any folder h
 ``pcl-train`` needs to resume and the drivers need to render — config.json, metrics.json,
 history.json (the per-epoch history and the wall time already spent, which a time-budgeted run
 counts against its budget), the newest checkpoint (weights, prototypes, optimizer state), and its
-snapshots — and every finished result (JSON, Markdown, PNG) outside the work dirs. Logs,
-TensorBoard files, older checkpoints, partial reports and hidden scratch files stay behind.
-:func:`unstash` seeds a root from a stash: a work dir that has no checkpoint yet is replaced by
-its stashed copy, so the run resumes where the stashed session stopped; result files missing
-from the root are copied in.
+snapshots and robust early stopping's kept epoch (``best_robust/``) — every finished result
+(JSON, Markdown, PNG) outside the work dirs, and the journals of unfinished evaluations
+(``<report>.partial/*.npz``, see :mod:`pcl_tf.journal`: a long ``pcl-attack`` goes on after its
+last finished batch in the next session). Logs, TensorBoard files, older checkpoints and hidden
+scratch files stay behind. :func:`unstash` seeds a root from a stash: a work dir that has no
+checkpoint yet is replaced by its stashed copy, so the run resumes where the stashed session
+stopped; result files and journals missing from the root are copied in (a journal only while its
+report is not written).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from pcl_tf import checkpointing, io_utils  # noqa: E402
 
 RUN_FILES = ("config.json", "metrics.json", "history.json")
 RESULT_EXTENSIONS = (".json", ".md", ".png")
-SKIPPED_DIRS = ("logs", "tensorboard", "checkpoints", "snapshots")
+SKIPPED_DIRS = ("logs", "tensorboard", "checkpoints", "snapshots", "best_robust")
+# A killed evaluation's journal: <report stem>.partial/<hash>.npz, beside where its report will be.
+JOURNAL_DIR_SUFFIX, JOURNAL_EXTENSION = ".partial", ".npz"
 
 
 def workdirs(root: str) -> List[str]:
@@ -61,6 +66,31 @@ def _results(root: str, runs: Iterable[str], under: Optional[Iterable[str]] = No
     return found
 
 
+def _journals(root: str, runs: Iterable[str]) -> List[str]:
+    """Journals of unfinished evaluations under ``root`` outside the work dirs (relative paths)."""
+    inside = {os.path.join(root, r) for r in runs}
+    found = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d not in SKIPPED_DIRS
+                            and os.path.join(directory, d) not in inside)
+        if directory.endswith(JOURNAL_DIR_SUFFIX):
+            found += [os.path.relpath(os.path.join(directory, f), root) for f in sorted(files)
+                      if f.endswith(JOURNAL_EXTENSION) and not f.startswith(".")]
+    return found
+
+
+def _report_written(root: str, journal: str) -> bool:
+    """Whether the report a journal belongs to exists under ``root`` (the evaluation finished)."""
+    return os.path.exists(os.path.join(root, os.path.dirname(journal)[:-len(JOURNAL_DIR_SUFFIX)] + ".json"))
+
+
+def _copy_file(source: str, target: str) -> None:
+    """``source`` to ``target`` (its folder made), written beside it and renamed over it."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.copyfile(source, target + ".partial")
+    os.replace(target + ".partial", target)
+
+
 def _copy_run(source: str, target: str, newest: Optional[str]) -> None:
     """One work dir's resumable state (without weights when ``newest`` is None), written beside
     ``target`` and renamed over it."""
@@ -80,9 +110,10 @@ def _copy_run(source: str, target: str, newest: Optional[str]) -> None:
         for name in RUN_FILES:
             if os.path.exists(os.path.join(source, name)):
                 shutil.copyfile(os.path.join(source, name), os.path.join(scratch, name))
-        if newest is not None and os.path.isdir(os.path.join(source, "snapshots")):
-            shutil.copytree(os.path.join(source, "snapshots"), os.path.join(scratch, "snapshots"),
-                            ignore=shutil.ignore_patterns(".*"))
+        for folder in ("snapshots", "best_robust"):  # loadable work dirs of their own
+            if newest is not None and os.path.isdir(os.path.join(source, folder)):
+                shutil.copytree(os.path.join(source, folder), os.path.join(scratch, folder),
+                                ignore=shutil.ignore_patterns(".*"))
         if os.path.exists(target):
             shutil.rmtree(target)
         os.rename(scratch, target)
@@ -111,10 +142,16 @@ def stash(root: str, destination: str, runs: Optional[Iterable[str]] = None,
         print(f"[stashed] {run}: {weights} -> {os.path.join(destination, run)}", flush=True)
         stashed.append(run)
     for path in _results(root, workdirs(root), results_under):
-        target = os.path.join(destination, path)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copyfile(os.path.join(root, path), target + ".partial")
-        os.replace(target + ".partial", target)
+        _copy_file(os.path.join(root, path), os.path.join(destination, path))
+    journals = _journals(root, workdirs(root))
+    for path in journals:
+        _copy_file(os.path.join(root, path), os.path.join(destination, path))
+        print(f"[stashed] the journal of an unfinished evaluation: {os.path.dirname(path)}", flush=True)
+    for path in _journals(destination, workdirs(destination)):
+        if path not in journals:  # finished (its report is stashed) or superseded
+            os.remove(os.path.join(destination, path))
+            if not os.listdir(os.path.dirname(os.path.join(destination, path))):
+                os.rmdir(os.path.dirname(os.path.join(destination, path)))
     return stashed
 
 
@@ -138,8 +175,10 @@ def unstash(root: str, source: str) -> List[str]:
         seeded.append(run)
     for path in _results(source, workdirs(source)):
         if not os.path.exists(os.path.join(root, path)):
-            os.makedirs(os.path.dirname(os.path.join(root, path)), exist_ok=True)
-            shutil.copyfile(os.path.join(source, path), os.path.join(root, path))
+            _copy_file(os.path.join(source, path), os.path.join(root, path))
+    for path in _journals(source, workdirs(source)):
+        if not os.path.exists(os.path.join(root, path)) and not _report_written(root, path):
+            _copy_file(os.path.join(source, path), os.path.join(root, path))
     return seeded
 
 

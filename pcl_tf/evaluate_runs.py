@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
 import logging
 import os
 import shutil
@@ -275,12 +276,21 @@ def _evaluation_args(report_stem, workdirs, settings):
 
 
 def _identity(workdirs, settings):
-    """What else decides an evaluation's result: each model's checkpoint, the data, the batching."""
+    """What else decides an evaluation's result: each model's checkpoint, the data, the batching.
+
+    A checkpoint is named and fingerprinted by its ``.index`` file's content (which holds a
+    checksum of every tensor): a retrained model with the same checkpoint name is a new
+    evaluation, while a copy of the same one (a stash carried to another machine) resumes."""
     checkpoints = {}
     for workdir in workdirs:
         latest = tf.train.latest_checkpoint(os.path.join(workdir, workdirs_lib.CHECKPOINT_DIR))
-        checkpoints[workdir] = [os.path.basename(latest or ""), os.path.getmtime(latest + ".index") if latest else 0]
+        checkpoints[workdir] = [os.path.basename(latest or ""), _file_digest(latest + ".index") if latest else ""]
     return {"checkpoints": checkpoints, "batch_size": settings.batch_size, "data_dir": settings.data_dir}
+
+
+def _file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
 
 
 def _record_checkpoints(reports, models, source_workdir):

@@ -36,3 +36,23 @@ def test_compare_tables_the_reports_in_each_work_dir_and_refuses_one_without(tmp
     assert (tmp_path / "table.md").read_text() == table
     with pytest.raises(ValueError, match="has no reports yet"):
         evaluate_runs.compare([str(tmp_path / "empty")])
+
+
+def test_an_evaluations_identity_follows_the_checkpoints_content_not_its_file_dates(tmp_path):
+    """A journal resumes on a copy of the same model (a stash carried to a new machine, whose files
+    get new dates) but not on a model retrained under the same checkpoint name."""
+    workdir = str(tmp_path / "run")
+    checkpoints = os.path.join(workdir, "checkpoints")
+    os.makedirs(checkpoints)
+    with open(os.path.join(checkpoints, "checkpoint"), "w") as f:
+        f.write('model_checkpoint_path: "ckpt-5"\n')
+    index = os.path.join(checkpoints, "ckpt-5.index")
+    with open(index, "wb") as f:
+        f.write(b"tensor checksums of the first training")
+    settings = evaluate_runs.AttackSettings(batch_size=250)
+    first = evaluate_runs._identity([workdir], settings)
+    os.utime(index, (1, 1))  # copied: another date, the same bytes
+    assert evaluate_runs._identity([workdir], settings) == first
+    with open(index, "wb") as f:
+        f.write(b"tensor checksums of a retrained model")
+    assert evaluate_runs._identity([workdir], settings) != first

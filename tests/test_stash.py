@@ -27,6 +27,9 @@ def _run(root, name, steps=(100, 200)):
     _write(os.path.join(d, "checkpoints", "checkpoint"), f'model_checkpoint_path: "ckpt-{steps[-1]}"\n')
     _write(os.path.join(d, "snapshots", "epoch_001", "config.json"), "{}")
     _write(os.path.join(d, "snapshots", "epoch_001", "metrics.json"), "{}")
+    _write(os.path.join(d, "best_robust", "config.json"), "{}")
+    _write(os.path.join(d, "best_robust", "best_robust.json"), '{"epoch": 1}')
+    _write(os.path.join(d, "best_robust", "checkpoints", "ckpt-1.index"))
     _write(os.path.join(d, "tensorboard", "events.out"))
     _write(os.path.join(d, "reports", "whitebox.json.partial"))
     return d
@@ -45,8 +48,11 @@ def test_stash_carries_the_newest_checkpoint_and_finished_results_only(tmp_path)
     run = os.path.join(dest, "madry_30min")
     assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == [
         "checkpoint", "ckpt-200.data-00000-of-00001", "ckpt-200.index"]
-    assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "history.json", "metrics.json", "snapshots"]
+    assert sorted(os.listdir(run)) == ["best_robust", "checkpoints", "config.json", "history.json", "metrics.json",
+                                       "snapshots"]
     assert os.path.exists(os.path.join(run, "snapshots", "epoch_001", "metrics.json"))
+    # Robust early stopping's kept epoch, which the benchmark evaluates, travels whole.
+    assert os.path.exists(os.path.join(run, "best_robust", "checkpoints", "ckpt-1.index"))
     assert sorted(os.listdir(os.path.join(dest, "calibrate", "madry"))) == ["config.json", "history.json", "metrics.json"]
     assert os.listdir(os.path.join(dest, "results")) == ["madry_at0.1.json"]
     assert not os.path.exists(os.path.join(dest, "logs"))
@@ -87,6 +93,31 @@ def test_unstash_seeds_only_runs_the_root_lacks(tmp_path):
     assert os.path.exists(os.path.join(fresh, "b", "checkpoints", "ckpt-500.index"))
     assert os.path.exists(os.path.join(fresh, "results", "a.json"))
     assert stash.unstash(fresh, str(tmp_path / "no_such_stash")) == []
+
+
+def test_an_unfinished_evaluations_journal_travels_until_its_report_is_written(tmp_path):
+    root, dest, fresh = str(tmp_path / "root"), str(tmp_path / "stash"), str(tmp_path / "fresh")
+    _run(root, "madry")
+    journal = os.path.join("results", "madry_at0.1_n1000.partial", "0123abcd.npz")
+    _write(os.path.join(root, journal), "batches")
+    _write(os.path.join(root, "results", "madry_at0.1_n1000.partial", ".0123abcd.npz.tmp"))  # a write under way
+    stash.stash(root, dest)
+    assert os.listdir(os.path.join(dest, "results", "madry_at0.1_n1000.partial")) == ["0123abcd.npz"]
+    # A new session resumes the evaluation from it ...
+    stash.unstash(fresh, dest)
+    assert open(os.path.join(fresh, journal)).read() == "batches"
+    # ... which finishes: the report is written and pcl-attack drops the journal. The next stash
+    # carries the report and no journal; a root that has the report never takes the journal back.
+    _write(os.path.join(fresh, "results", "madry_at0.1_n1000.json"), "[]")
+    os.remove(os.path.join(fresh, journal))
+    os.rmdir(os.path.join(fresh, "results", "madry_at0.1_n1000.partial"))
+    stash.stash(fresh, dest)
+    assert sorted(os.listdir(os.path.join(dest, "results"))) == ["madry_at0.1_n1000.json"]
+    _write(os.path.join(root, "results", "madry_at0.1_n1000.json"), "[]")
+    os.remove(os.path.join(root, journal))
+    _write(os.path.join(dest, journal), "stale")
+    stash.unstash(root, dest)
+    assert not os.path.exists(os.path.join(root, journal))
 
 
 def test_a_drivers_stash_stage_needs_a_folder_and_stops_the_driver(tmp_path):
