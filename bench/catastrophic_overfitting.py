@@ -50,8 +50,9 @@ def run_name(method: str, eps: float) -> str:
     return f"{method}_eps{eps:g}"
 
 
-# These runs are planned in epochs, not minutes: the one-cycle over the planned steps.
-SCHEDULE = {"train.lr_schedule": "one_cycle"}
+# These runs are planned in epochs, not minutes: the budget recipe's one-cycle over the planned
+# steps, no time budget.
+SCHEDULE = {"train.lr_schedule": "one_cycle", "train.time_budget_minutes": 0}
 
 
 def train_step(root: str, method: str, eps: float, epochs: int, train_examples: int) -> Step:
@@ -162,7 +163,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"{METHODS[method].label}: " + (f"PGD accuracy collapsed at epoch {epoch}" if epoch else "no collapse"))
     io_utils.write_json_atomic(args.json, {
         "machine": os.uname().nodename, "eps": args.eps, "epochs": args.epochs, "train_examples": args.train_examples,
-        "validation_examples": VALIDATION_EXAMPLES, "recipe": {**RECIPE, **SCHEDULE}, "curves": found,
+        "validation_examples": VALIDATION_EXAMPLES, "recipe": {"variant": RECIPE, **SCHEDULE}, "curves": found,
         "collapsed_at_epoch": {m: collapsed(c) for m, c in found.items()}, "command": " ".join(sys.argv)})
     plot(found, args.eps, args.png)
     print(f"wrote {args.json} and {args.png}")

@@ -48,12 +48,13 @@ from reproduce_fmnist import Step, run_step  # noqa: E402
 
 from pcl_tf import io_utils, report  # noqa: E402
 from pcl_tf import workdir as workdirs  # noqa: E402
+from pcl_tf.configs import common as config_common  # noqa: E402
 from pcl_tf.early_stopping import BEST_FILE  # noqa: E402
 
 CNN6 = "configs/fmnist_cnn6.py"
 STEPS_PER_EPOCH = 235  # 60,000 / 256, rounded up
 BATCH_SIZE = 256
-TRAIN_IMAGES = 59_000  # Fashion-MNIST's 60,000 less the 1,000 held out for robust early stopping
+TRAIN_IMAGES = 60_000 - config_common.BUDGET_ROBUST_VAL_EXAMPLES  # less those held out for robust early stopping
 CALIBRATION_MINUTES = 1.0
 # Epochs are planned for this many times the steps the calibrated speed gives, so that they never
 # run out before the budget: a run's speed differs from its calibration minute in both directions
@@ -61,12 +62,11 @@ CALIBRATION_MINUTES = 1.0
 # robust validation included; Madry PGD-10 at 0.131 and 0.143).
 PLANNED_STEPS_OVER_CALIBRATED = 1.5
 EVAL_METHODS = "fgsm,pgd,apgd-ce,apgd-t,square"
-# The shared recipe: only the method differs between runs.
+# The shared recipe, configs/common.py's `budget` variant (Adam lr 2e-3 on a one-cycle over the
+# time budget, gradient clipping at norm 1, batch 256): only the method differs between runs.
 # Every run holds out 1,000 training images for robust early stopping (clean, FGSM and PGD-10
 # accuracy after each epoch in its history; the most robust epoch kept in <workdir>/best_robust).
-RECIPE = {"train.optimizer": "adam", "train.lr": 2e-3, "train.lr_schedule": "one_cycle_time", "train.weight_decay": 0.0,
-          "train.lr_decay_epochs": "()", "train.clip_global_norm": 1.0, "train.checkpoint_every_steps": 50,
-          "train.robust_val_examples": 1000}
+RECIPE = "budget"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +97,8 @@ def _overrides(fields: Dict[str, object]) -> List[str]:
 
 def _train_args(method: Method, workdir: str, train_eps: float, fields: Dict[str, object]) -> List[str]:
     start = {"adv.start": "joint" if method.pcl else "first_step", "adv.eps_min": train_eps, "adv.eps_max": train_eps}
-    return (["pcl_tf.cli.train", f"--config={CNN6}:{method.variants}", f"--workdir={workdir}", "--verbose=2"]
-            + _overrides({**RECIPE, **start, **fields}))
+    return (["pcl_tf.cli.train", f"--config={CNN6}:{method.variants},{RECIPE}", f"--workdir={workdir}", "--verbose=2"]
+            + _overrides({**start, **fields}))
 
 
 def calibration_step(root: str, method: Method) -> Step:
@@ -118,7 +118,7 @@ def plan_schedule(steps_per_second: float, minutes: float, pcl: bool) -> Dict[st
         epochs, examples = steps // STEPS_PER_EPOCH, 0
     else:
         # Training images plus the held-out robust-validation slice, taken from the same first images.
-        epochs, examples = 2, max(512, steps // 2 * 256) + RECIPE["train.robust_val_examples"]
+        epochs, examples = 2, max(512, steps // 2 * 256) + config_common.BUDGET_ROBUST_VAL_EXAMPLES
     if not pcl:
         return {"train.epochs": epochs, "train.num_examples": examples, "train.warmup_epochs": 0}
     # PCL's CE warm-up comes on top, in whole epochs: 1/7 of all epochs, the paper's 50 of 350, counting
@@ -294,7 +294,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         print("no finished evaluations yet")
         return
     print(table(found))
-    io_utils.write_json_atomic(args.json, {**common.environment(), "rows": found, "recipe": RECIPE,
+    io_utils.write_json_atomic(args.json, {**common.environment(), "rows": found, "recipe": f"{CNN6}:<method>,{RECIPE}",
                                            "command": " ".join(sys.argv)})
     plot(found, args.png)
     print(f"wrote {args.json} and {args.png}")

@@ -20,6 +20,10 @@ is a comma-separated list applied in order, e.g. ``configs/fmnist_cnn6.py:quick,
   fastat   "fast" adversarial training: one FGSM step of 1.25 ε from a random start (Wong et al.).
   nfgsm    N-FGSM: one step of ε from U(-2ε, 2ε) noise, unprojected (de Jorge et al.).
   trades   TRADES: PGD on KL(clean || adversarial), loss CE(clean) + 6 KL (Zhang et al.).
+  budget   (last) train for a fixed wall-clock time, train.time_budget_minutes (30 unless set):
+           Adam lr 2e-3 on a one-cycle over the budget itself, gradient clipping at norm 1, robust
+           early stopping on 1,000 held-out images, PCL's CE warm-up one epoch; the recipe of
+           bench/time_to_robustness.py. E.g. softmax,madry,nfgsm,budget.
   smoke    a tiny run for the end-to-end tests (a few hundred examples, two epochs).
 
 Any field can then be overridden on the command line: ``--config.train.epochs=5``.
@@ -194,6 +198,30 @@ def _trades(c):
     c.adv.include_clean = True
 
 
+BUDGET_ROBUST_VAL_EXAMPLES = 1000
+
+
+def _budget(c):
+    """Training for a fixed wall-clock time (``train.time_budget_minutes``, 30 unless set), as
+    bench/time_to_robustness.py compares methods: Adam at lr 2e-3 on a one-cycle that runs over the
+    budget itself (``one_cycle_time``: peak at 2/5 of it, 0 when it runs out, however fast the
+    machine), no weight decay or step decays, gradient clipping at global norm 1, a checkpoint every
+    50 steps, robust early stopping on the last 1,000 training images (the most robust epoch kept in
+    ``<workdir>/best_robust/``). The epoch count is only a cap the budget reaches first; PCL's CE
+    warm-up is one epoch (goes after ``softmax`` when that is used)."""
+    c.train.optimizer = "adam"
+    c.train.lr = 2e-3
+    c.train.lr_schedule = "one_cycle_time"
+    c.train.weight_decay = 0.0
+    c.train.lr_decay_epochs = ()
+    c.train.clip_global_norm = 1.0
+    c.train.checkpoint_every_steps = 50
+    c.train.robust_val_examples = BUDGET_ROBUST_VAL_EXAMPLES
+    c.train.time_budget_minutes = 30.0
+    c.train.epochs = 100
+    c.train.warmup_epochs = 1 if c.pcl.branches else 0
+
+
 def _smoke(c):
     _quick(c)
     c.train.batch_size = 32
@@ -216,6 +244,7 @@ VARIANTS = {
     "fastat": _fastat,
     "nfgsm": _nfgsm,
     "trades": _trades,
+    "budget": _budget,
     "smoke": _smoke,
 }
 

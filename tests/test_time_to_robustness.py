@@ -8,6 +8,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 import time_to_robustness as ttr  # noqa: E402
 
 from pcl_tf import io_utils  # noqa: E402
+from pcl_tf.configs import fmnist_cnn6  # noqa: E402
 
 
 def test_schedule_fills_the_budget_in_whole_epochs_or_two_passes_over_a_subset():
@@ -27,16 +28,18 @@ def test_schedule_fills_the_budget_in_whole_epochs_or_two_passes_over_a_subset()
     assert ttr.plan_schedule(0.1, 30, pcl=True) == {"train.epochs": 3, "train.num_examples": 135 * 256 + 1000,
                                                    "train.warmup_epochs": 1}
     # The lr follows the clock, so the budget is what ends every run at lr 0.
-    assert ttr.RECIPE["train.lr_schedule"] == "one_cycle_time"
+    assert ttr.RECIPE == "budget"
+    recipe = fmnist_cnn6.get_config("softmax,madry,nfgsm,budget").train
+    assert (recipe.lr_schedule, recipe.time_budget_minutes, recipe.robust_val_examples) == ("one_cycle_time", 30.0, 1000)
+    assert (recipe.warmup_epochs, fmnist_cnn6.get_config("advpgd,budget").train.warmup_epochs) == (0, 1)
 
 
 def test_every_method_trains_at_the_same_eps_with_the_shared_recipe(tmp_path):
     for method in ttr.METHODS.values():
         args = ttr._train_args(method, str(tmp_path), 0.1, {"train.epochs": 3})
-        assert f"--config={ttr.CNN6}:{method.variants}" in args
+        assert f"--config={ttr.CNN6}:{method.variants},budget" in args
         assert "--config.adv.eps_min=0.1" in args and "--config.adv.eps_max=0.1" in args
         assert ("--config.adv.start=joint" in args) == method.pcl  # softmax methods attack from step 1
-        assert all(f"--config.{k}={v}" in args for k, v in ttr.RECIPE.items())
 
 
 def test_a_row_reports_the_kept_epoch_and_full_training_set_passes(tmp_path):
