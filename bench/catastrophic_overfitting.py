@@ -35,7 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The trainings run through the reproduction driver's resumable step runner (experiments/).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments"))
 
-import stash  # noqa: E402  (experiments/stash.py)
+import stash  # noqa: E402  (experiments/stash.py; imports TensorFlow quietly, so first)
+import common  # noqa: E402  (bench/common.py)
 from reproduce_fmnist import Step, run_step  # noqa: E402
 from time_to_robustness import METHODS, RECIPE, _train_args, save_figure  # noqa: E402
 
@@ -162,7 +163,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         epoch = collapsed(curve)
         print(f"{METHODS[method].label}: " + (f"PGD accuracy collapsed at epoch {epoch}" if epoch else "no collapse"))
     io_utils.write_json_atomic(args.json, {
-        "machine": os.uname().nodename, "eps": args.eps, "epochs": args.epochs, "train_examples": args.train_examples,
+        **common.environment(), "eps": args.eps, "epochs": args.epochs, "train_examples": args.train_examples,
         "validation_examples": VALIDATION_EXAMPLES, "recipe": {"variant": RECIPE, **SCHEDULE}, "curves": found,
         "collapsed_at_epoch": {m: collapsed(c) for m, c in found.items()}, "command": " ".join(sys.argv)})
     plot(found, args.eps, args.png)
