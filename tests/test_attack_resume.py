@@ -1,7 +1,6 @@
-"""Ctrl-C a running ``pcl-attack`` while TensorFlow is busy inside a long op: it stops at once with
-one line and exit 130, and the same command run again continues after its last finished batch and
-writes the report an uninterrupted run writes (but for the seconds). Also the journal of a finished
-evaluation is removed (the journal on its own, and why a kill at any instant is safe: tests/test_journal.py).
+"""Kill -9 a running ``pcl-attack`` and run the same command again: it continues after its last
+finished batch and writes the report an uninterrupted run writes (but for the seconds). Also the
+journal of a finished evaluation is removed (the journal on its own: tests/test_journal.py).
 
 The evaluations are real ``pcl-attack`` processes (its ``main`` under ``tfds.testing.mock_data``,
 which gives every process the same test images) on a CNN-6 trained here with the smoke config.
@@ -31,14 +30,12 @@ SCRIPT = r"""
 import sys, time
 import tensorflow_datasets as tfds
 from pcl_tf import journal
-if sys.argv[1] == "busy":  # after each batch, minutes inside one TensorFlow op (as in a Square batch)
-    import tensorflow as tf
-    spin = tf.function(lambda: tf.while_loop(lambda i: i < 2_000_000_000, lambda i: i + 1, [tf.constant(0)]))
+if sys.argv[1] == "slow":  # a visible pace between batches, so the test can kill mid-run
     save = journal.EvaluationJournal.save
-    def busy(self, *args):
+    def paced(self, *args):
         save(self, *args)
-        spin()
-    journal.EvaluationJournal.save = busy
+        time.sleep(1.0)
+    journal.EvaluationJournal.save = paced
 from pcl_tf.cli import attack
 sys.argv = ["pcl-attack"] + sys.argv[2:]
 with tfds.testing.mock_data(num_examples=64):
@@ -87,11 +84,10 @@ def uninterrupted(workdir, tmp_path_factory):
     return stem
 
 
-def test_ctrl_c_stops_at_once_and_the_rerun_resumes_after_its_last_batch_with_the_same_report(
-        workdir, uninterrupted, tmp_path):
+def test_killed_evaluation_resumes_after_its_last_batch_with_the_same_report(workdir, uninterrupted, tmp_path):
     stem = str(tmp_path / "report")
     args = [f"--workdir={workdir}", f"--output={stem}", *ATTACK_ARGS]
-    proc = pcl_attack("busy", *args)
+    proc = pcl_attack("slow", *args)
     deadline = time.time() + 240
     journals = []
     while time.time() < deadline and proc.poll() is None:
@@ -100,16 +96,9 @@ def test_ctrl_c_stops_at_once_and_the_rerun_resumes_after_its_last_batch_with_th
             time.sleep(0.3)  # inside the pause after a batch's journal was written
             break
         time.sleep(0.05)
-    assert journals and proc.poll() is None, "the evaluation ended before it could be interrupted"
-    time.sleep(1.0)  # well inside the TensorFlow op that follows the journal's write
-    asked = time.time()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert time.time() - asked < 10, "Ctrl-C waited for TensorFlow's op to finish"
-    assert proc.returncode == 130
-    assert err.strip().splitlines()[-1] == ("pcl-attack: interrupted; run the same command again to go on after "
-                                            "the last finished batch")
-    assert "Traceback" not in err
+    assert journals and proc.poll() is None, "the evaluation ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
     assert not os.path.exists(stem + ".json")  # nothing half-written
     finished = journal_batches(journals[0])
     assert 1 <= finished < BATCHES

@@ -190,9 +190,7 @@ def _settings():
 
 
 def run():
-    # Ctrl-C stops at once, mid-batch: the evaluation's journal holds every finished batch.
-    common.run(main, PROG, errors=(ValueError, catalogue.DatasetError), check_flags=_check_flags,
-               ctrl_c_resume_hint="run the same command again to go on after the last finished batch")
+    common.run(main, PROG, errors=(ValueError, catalogue.DatasetError), check_flags=_check_flags)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,8 @@ from __future__ import annotations
 import importlib
 import logging as std_logging
 import os
-import signal
 import sys
 import tempfile
-import threading
 import types
 from typing import Callable, Dict, Sequence, Tuple, Type
 
@@ -80,28 +78,6 @@ def fail(prog: str, message: str, status: int = 2) -> None:
     sys.stderr.write(f"{prog}: error: {first_line}\n")
     sys.stderr.flush()
     sys.exit(status)
-
-
-def exit_at_once_on_ctrl_c(prog: str, resume_hint: str) -> None:
-    """From now on Ctrl-C ends the process at once with one line and exit 130, even while
-    TensorFlow runs a long op.
-
-    Python runs signal handlers only in the main thread, between bytecodes: a KeyboardInterrupt waits
-    until TensorFlow returns, which inside one batch of Square's 5,000 queries is many minutes. Here
-    SIGINT is blocked in this thread and so in every thread started later (call this before
-    TensorFlow starts its own), and a watcher thread takes it with ``sigwait``, prints the line and
-    leaves without unwinding. Only for commands whose state is safe at any instant (``pcl-attack``:
-    its journal and reports are written atomically); ``pcl-train`` stops at a step boundary instead."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-
-    def watch():
-        signal.sigwait({signal.SIGINT})
-        sys.stdout.flush()
-        sys.stderr.write(f"\n{prog}: interrupted; {resume_hint}\n")
-        sys.stderr.flush()
-        os._exit(130)
-
-    threading.Thread(target=watch, name="exit-on-ctrl-c", daemon=True).start()
 
 
 def _last_line(error: BaseException) -> str:
@@ -198,15 +174,13 @@ def run(
     errors: Tuple[Type[BaseException], ...],
     exits: Callable[[], Dict[str, Tuple[Type[BaseException], ...]]] = dict,
     check_flags: Callable[[], None] = lambda: None,
-    ctrl_c_resume_hint: str = "",
 ) -> None:
     """``absl.app.run(main)`` where the library's usage ``errors`` become one line and exit 2.
     ``exits`` returns (called once TensorFlow may load, since these classes live in modules that
     import it) ``failures`` of the run (e.g. a diverged training: one line, exit 3) and
     ``interruptions`` (Ctrl-C caught by the library after saving its state: one line, exit 130,
     as a shell reports SIGINT). ``check_flags`` (cheap checks of the flags' values and paths that
-    raise one of ``errors``) runs before TensorFlow is imported. With ``ctrl_c_resume_hint`` Ctrl-C
-    ends the command at once, printing the hint (:func:`exit_at_once_on_ctrl_c`)."""
+    raise one of ``errors``) runs before TensorFlow is imported."""
 
     if any(arg in ("--help", "-h", "--helpshort", "-?") for arg in sys.argv[1:]):
         try:
@@ -225,8 +199,6 @@ def run(
             check_flags()
         except errors as e:
             fail(prog, e)
-        if ctrl_c_resume_hint:
-            exit_at_once_on_ctrl_c(prog, ctrl_c_resume_hint)
         # The flags are good: now the seconds of TensorFlow's import.
         import_tensorflow_quietly(show=SHOW_TF_LOGS or flags.FLAGS["verbosity"].present)
         exit_classes = exits()
