@@ -118,7 +118,7 @@ def plan_schedule(steps_per_second: float, minutes: float, pcl: bool) -> Dict[st
         epochs, examples = steps // STEPS_PER_EPOCH, 0
     else:
         # Training images plus the held-out robust-validation slice, taken from the same first images.
-        epochs, examples = 2, max(512, steps // 2 * 256) + config_common.BUDGET_ROBUST_VAL_EXAMPLES
+        epochs, examples = 2, max(2 * BATCH_SIZE, steps // 2 * BATCH_SIZE) + config_common.BUDGET_ROBUST_VAL_EXAMPLES
     if not pcl:
         return {"train.epochs": epochs, "train.num_examples": examples, "train.warmup_epochs": 0}
     # PCL's CE warm-up comes on top, in whole epochs: 1/7 of all epochs, the paper's 50 of 350, counting

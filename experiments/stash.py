@@ -52,9 +52,9 @@ def workdirs(root: str) -> List[str]:
     return found
 
 
-def _results(root: str, runs: Iterable[str], under: Optional[Iterable[str]] = None) -> List[str]:
-    """Finished result files under ``root`` outside the work dirs (relative paths), only those
-    below the folders ``under`` (relative to ``root``) when given."""
+def _files_outside_runs(root: str, runs: Iterable[str], keep, under: Optional[Iterable[str]] = None) -> List[str]:
+    """Files under ``root`` (relative paths, only below the folders ``under`` when given) outside
+    the work dirs ``runs`` and the skipped and hidden folders, for which ``keep(directory, name)``."""
     inside = {os.path.join(root, r) for r in runs}
     found = []
     for top in ([root] if under is None else [os.path.join(root, u) for u in under]):
@@ -62,21 +62,20 @@ def _results(root: str, runs: Iterable[str], under: Optional[Iterable[str]] = No
             subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d not in SKIPPED_DIRS
                                 and os.path.join(directory, d) not in inside)
             found += [os.path.relpath(os.path.join(directory, f), root) for f in sorted(files)
-                      if f.endswith(RESULT_EXTENSIONS) and not f.startswith(".")]
+                      if not f.startswith(".") and keep(directory, f)]
     return found
+
+
+def _results(root: str, runs: Iterable[str], under: Optional[Iterable[str]] = None) -> List[str]:
+    """Finished result files under ``root`` outside the work dirs (relative paths), only those
+    below the folders ``under`` (relative to ``root``) when given."""
+    return _files_outside_runs(root, runs, lambda directory, name: name.endswith(RESULT_EXTENSIONS), under)
 
 
 def _journals(root: str, runs: Iterable[str]) -> List[str]:
     """Journals of unfinished evaluations under ``root`` outside the work dirs (relative paths)."""
-    inside = {os.path.join(root, r) for r in runs}
-    found = []
-    for directory, subdirs, files in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d not in SKIPPED_DIRS
-                            and os.path.join(directory, d) not in inside)
-        if directory.endswith(JOURNAL_DIR_SUFFIX):
-            found += [os.path.relpath(os.path.join(directory, f), root) for f in sorted(files)
-                      if f.endswith(JOURNAL_EXTENSION) and not f.startswith(".")]
-    return found
+    return _files_outside_runs(root, runs, lambda directory, name: directory.endswith(JOURNAL_DIR_SUFFIX)
+                               and name.endswith(JOURNAL_EXTENSION))
 
 
 def _report_written(root: str, journal: str) -> bool:
