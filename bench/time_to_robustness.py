@@ -189,7 +189,10 @@ def rows(root: str, methods: List[Method], minutes: List[float], train_eps: floa
                     # Training images drawn over the training set's size (a run below two epochs
                     # passes over a subset several times), and the epoch evaluated.
                     "epochs": round(metrics["steps_done"] * BATCH_SIZE / TRAIN_IMAGES, 2),
-                    "kept_epoch": kept["epoch"], "of_epochs": metrics["epochs"],
+                    # The epoch robust early stopping kept, of those the run started (the last one
+                    # cut by the budget: validated where it stopped, marked "budget end").
+                    "kept_epoch": kept["epoch"], "kept_at_budget_end": bool(kept.get("unfinished_epoch")),
+                    "of_epochs": -(-metrics["steps_done"] // metrics["steps_per_epoch"]),
                     "stopped_by_time_budget": metrics.get("stopped_by_time_budget"),
                     "n": rep["num_examples"], "clean": rep["clean_accuracy"],
                     "pgd": rep["attacks"]["pgd"]["robust_accuracy"],
@@ -205,7 +208,7 @@ def table(found: List[Dict]) -> str:
     for r in found:
         low, high = r["worst_case_ci95"]
         lines.append(f"| {r['label']} | {r['train_eps']:g} | {r['budget_minutes']:g} | {r['train_minutes']:g} | {r['epochs']:g} | "
-                     f"{r['kept_epoch']} of {r['of_epochs']} | "
+                     f"{r['kept_epoch']}{' (budget end)' if r.get('kept_at_budget_end') else ''} of {r['of_epochs']} | "
                      f"{r['eps']:g} | {r['n']} | {100 * r['clean']:.1f} | {100 * r['pgd']:.1f} | "
                      f"{100 * r['worst_case']:.1f} [{100 * low:.1f}, {100 * high:.1f}] |")
     return "\n".join(lines) + "\n"

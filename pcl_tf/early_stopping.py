@@ -93,7 +93,22 @@ class RobustValidation(keras.callbacks.Callback):
             self.best = result["val_robust_accuracy"]
             self._keep(epoch + 1, result)
 
-    def _keep(self, epoch: int, result: Dict[str, float]) -> None:
+    def validate_unfinished_epoch(self, epoch: int, step: int) -> Dict:
+        """Validates the model where a time budget stopped it, inside epoch ``epoch`` (1-based) at
+        global step ``step``, and keeps it when it is the most robust so far.
+
+        A budget-ended run stops mid-epoch, after the steps where a time-based schedule (one-cycle
+        over the budget) anneals the learning rate to 0: often its best weights, which epoch-end
+        validation alone would never see. Returns the measurement with ``step``, ``epoch`` and
+        ``kept``; the kept copy's best_robust.json says ``unfinished_epoch`` and the step."""
+        result = self.measure()
+        kept = result["val_robust_accuracy"] > self.best
+        if kept:
+            self.best = result["val_robust_accuracy"]
+            self._keep(epoch, result, {"step": int(step), "unfinished_epoch": True})
+        return {"epoch": int(epoch), "step": int(step), **result, "kept": kept}
+
+    def _keep(self, epoch: int, result: Dict[str, float], extra: Dict = None) -> None:
         """Replaces the kept copy by this epoch's model (written beside it, then swapped in)."""
         parent = os.path.dirname(os.path.abspath(self.directory))
         os.makedirs(parent, exist_ok=True)
@@ -104,7 +119,8 @@ class RobustValidation(keras.callbacks.Callback):
                 checkpoint_number=epoch)
             self.write_files(scratch, epoch)
             io_utils.write_json_atomic(os.path.join(scratch, BEST_FILE), {"epoch": epoch, "eps": self.eps,
-                                                                         "pgd_steps": self.steps, **result})
+                                                                         "pgd_steps": self.steps, **result,
+                                                                         **(extra or {})})
             old = self.directory + ".old"
             if os.path.exists(self.directory):
                 os.rename(self.directory, old)

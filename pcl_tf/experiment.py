@@ -130,13 +130,15 @@ def train_and_evaluate(
         callbacks.append(checkpointing.EpochSnapshots(
             os.path.join(workdir, workdirs.SNAPSHOT_DIR), config.train.snapshot_epochs,
             lambda: model.checkpoint_items(optimizers=False), state, write_copy_files))
+    robust_validation = None
     if config.train.robust_val_examples:
         # Rice et al.'s robust early stopping: PGD accuracy on the held-out slice every epoch,
         # the most robust epoch kept in <workdir>/best_robust/.
-        callbacks.append(early_stopping.RobustValidation(
+        robust_validation = early_stopping.RobustValidation(
             _robust_validation_data(config), _robust_validation_eps(config),
             os.path.join(workdir if chief else scratch, workdirs.BEST_ROBUST_DIR),
-            lambda: model.checkpoint_items(optimizers=False), write_copy_files))
+            lambda: model.checkpoint_items(optimizers=False), write_copy_files)
+        callbacks.append(robust_validation)
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False))
         # Last: it records the logs every callback before it added to (robust validation's).
@@ -182,11 +184,21 @@ def train_and_evaluate(
     except training.TrainingDivergedError as e:
         raise training.TrainingDivergedError(f"{e}. On disk: {_checkpoint_on_disk(manager)}") from None
     train_seconds = time.time() - start
+    previous = workdirs.previous_metrics(workdir)
+    budget_end = previous.get("budget_end_validation")
+    if budget_reached and robust_validation is not None and (budget_end or {}).get("step") != int(state.step.numpy()):
+        # The steps after the last finished epoch (where a time-based schedule anneals the
+        # learning rate to 0) are validated too; once per step count, so a rerun does not repeat it.
+        robust_validation.set_model(model)
+        budget_end = robust_validation.validate_unfinished_epoch(
+            -(-int(state.step.numpy()) // steps_per_epoch), int(state.step.numpy()))  # the epoch the step is in
+        logging.info("at the time budget's end (step %d): held-out clean / FGSM / PGD accuracy %.3f / %.3f / %.3f%s",
+                     budget_end["step"], budget_end["val_clean_accuracy"], budget_end["val_fgsm_accuracy"],
+                     budget_end["val_robust_accuracy"], ", the most robust so far: kept" if budget_end["kept"] else "")
     if not chief:
         shutil.rmtree(scratch, ignore_errors=True)  # now, not only at exit
 
     test = evaluation.clean_accuracy(model, test_ds)
-    previous = workdirs.previous_metrics(workdir)
     metrics = {
         "dataset": info.name,
         "model": config.model,
@@ -207,6 +219,8 @@ def train_and_evaluate(
         ),
         "steps_done": int(state.step.numpy()),
         "stopped_by_time_budget": budget_reached,
+        # Robust validation of the unfinished epoch a time budget ended (see RobustValidation).
+        **({"budget_end_validation": budget_end} if budget_end else {}),
         "history": epoch_history.history if chief else history,
         "test": test,
     }

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from pcl_tf import experiment, io_utils, training_setup
+from pcl_tf import early_stopping, experiment, io_utils, training_setup
 from pcl_tf import workdir as workdirs
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
@@ -70,7 +70,7 @@ def test_rerun_resumes_instead_of_retraining_and_load_trained_restores(tmp_path)
     assert float(model.pc_active) == 1.0  # warm-up (1 epoch) is over, carried by the checkpoint
 
 
-def test_time_budget_stops_at_a_step_boundary_and_a_rerun_trains_no_further(tmp_path):
+def test_time_budget_stops_at_a_step_boundary_and_a_rerun_trains_no_further(tmp_path, monkeypatch):
     """train.time_budget_minutes: equal-compute comparisons. The run stops mid-schedule, keeps a
     checkpoint of the step it reached, reports it, and counts only finished epochs as epochs.
     With the one_cycle_time schedule the lr follows the training time, not the planned steps: the
@@ -78,8 +78,17 @@ def test_time_budget_stops_at_a_step_boundary_and_a_rerun_trains_no_further(tmp_
     config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke")
     config.train.epochs, config.train.time_budget_minutes = 200, 0.1  # 6 s of a schedule of minutes
     config.train.lr_schedule, config.train.snapshot_epochs = "one_cycle_time", (1,)
+    config.train.num_examples, config.train.robust_val_examples = 96, 32
     workdir = str(tmp_path / "run")
-    with tfds.testing.mock_data(num_examples=96):
+    unfinished_validations = []
+    validate = early_stopping.RobustValidation.validate_unfinished_epoch
+
+    def counting(self, epoch, step):
+        unfinished_validations.append(step)
+        return validate(self, epoch, step)
+
+    monkeypatch.setattr(early_stopping.RobustValidation, "validate_unfinished_epoch", counting)
+    with tfds.testing.mock_data(num_examples=128):
         first = experiment.train_and_evaluate(config, workdir, verbose=0)
         again = experiment.train_and_evaluate(config, workdir, verbose=0)
     total = config.train.epochs * first["steps_per_epoch"]
@@ -88,6 +97,15 @@ def test_time_budget_stops_at_a_step_boundary_and_a_rerun_trains_no_further(tmp_
     assert (again["stopped_by_time_budget"], again["steps_done"]) == (True, first["steps_done"])
     finished_epochs = first["steps_done"] // first["steps_per_epoch"]
     assert first["history"].get("epoch", []) == list(range(1, finished_epochs + 1))
+    # The steps after the last finished epoch are robust-validated once (not again by the rerun),
+    # and the kept copy is the most robust of every epoch end and the budget's end.
+    end = first["budget_end_validation"]
+    assert unfinished_validations == [first["steps_done"]] and again["budget_end_validation"] == end
+    assert (end["step"], end["epoch"]) == (first["steps_done"], -(-first["steps_done"] // first["steps_per_epoch"]))
+    best = io_utils.read_json(os.path.join(workdir, "best_robust", "best_robust.json"))
+    robust = first["history"].get("val_robust_accuracy", []) + [end["val_robust_accuracy"]]
+    assert best["val_robust_accuracy"] == max(robust)
+    assert end["kept"] == (best.get("step") == first["steps_done"]) == best.get("unfinished_epoch", False)
     snapshot = io_utils.read_json(os.path.join(workdir, "snapshots", "epoch_001", "metrics.json"))
     share = snapshot["train_seconds"] / 6.0  # rounded to 0.1 s: the tolerance below
     expected = config.train.lr * min(share / 0.4, (1 - share) / 0.6)

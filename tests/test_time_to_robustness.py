@@ -53,7 +53,7 @@ def test_a_row_reports_the_kept_epoch_and_full_training_set_passes(tmp_path):
     assert ttr.rows(root, [method], [30], 0.1, [0.1], 1000) == []
     os.makedirs(os.path.join(root, name, "best_robust"))
     io_utils.write_json_atomic(os.path.join(root, name, "metrics.json"),
-                               {"train_seconds": 1800.0, "steps_done": 230, "steps_per_epoch": 88, "epochs": 3,
+                               {"train_seconds": 1800.0, "steps_done": 230, "steps_per_epoch": 88, "epochs": 8,
                                 "stopped_by_time_budget": True})
     io_utils.write_json_atomic(os.path.join(root, name, "best_robust", "best_robust.json"), {"epoch": 2})
     io_utils.write_json_atomic(step.done_when, [{
@@ -62,7 +62,13 @@ def test_a_row_reports_the_kept_epoch_and_full_training_set_passes(tmp_path):
         "worst_case": {"robust_accuracy": 0.55, "robust_count": 550}}])
     [row] = ttr.rows(root, [method], [30], 0.1, [0.1], 1000)
     assert row["epochs"] == round(230 * 256 / 59_000, 2)  # a subset run: passes over the training set's size
+    # Of the 3 epochs started (230 steps of 88), not the 8 planned beyond the budget.
     assert (row["kept_epoch"], row["of_epochs"], row["train_minutes"]) == (2, 3, 30.0)
     low, high = row["worst_case_ci95"]
     assert low < 0.55 < high and high - low < 0.07  # Wilson, n = 1000
     assert "| Madry PGD-10 | 0.1 | 30 | 30 | 1 | 2 of 3 | 0.1 | 1000 | 80.0 | 60.0 | 55.0 [" in ttr.table([row])
+    # Kept where the budget cut epoch 3 (validated at the budget's end):
+    io_utils.write_json_atomic(os.path.join(root, name, "best_robust", "best_robust.json"),
+                               {"epoch": 3, "step": 230, "unfinished_epoch": True})
+    [row] = ttr.rows(root, [method], [30], 0.1, [0.1], 1000)
+    assert "| 3 (budget end) of 3 |" in ttr.table([row])
