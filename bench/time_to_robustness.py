@@ -202,6 +202,35 @@ def rows(root: str, methods: List[Method], minutes: List[float], train_eps: floa
     return found
 
 
+def early_stopping_history(workdir: str) -> List[Dict]:
+    """Robust early stopping's record of a run: held-out clean / FGSM / PGD-10 accuracy at the end
+    of every epoch and where the time budget stopped it, each marked whether it is the kept copy."""
+    metrics = io_utils.read_json(os.path.join(workdir, "metrics.json"))
+    kept = io_utils.read_json(os.path.join(workdir, workdirs.BEST_ROBUST_DIR, BEST_FILE))
+    past = metrics.get("history", {})
+    points = [{"epoch": epoch, "step": epoch * metrics["steps_per_epoch"], "budget_end": False,
+               "clean": past["val_clean_accuracy"][i], "fgsm": past["val_fgsm_accuracy"][i],
+               "pgd": past["val_robust_accuracy"][i]}
+              for i, epoch in enumerate(past.get("epoch", [])) if past.get("val_robust_accuracy", [None] * (i + 1))[i] is not None]
+    end = metrics.get("budget_end_validation")
+    if end:
+        points.append({"epoch": end["epoch"], "step": end["step"], "budget_end": True, "clean": end["val_clean_accuracy"],
+                       "fgsm": end["val_fgsm_accuracy"], "pgd": end["val_robust_accuracy"]})
+    for point in points:
+        point["kept"] = (point["epoch"] == kept["epoch"] and point["budget_end"] == bool(kept.get("unfinished_epoch")))
+    return points
+
+
+def history_table(label: str, points: List[Dict]) -> str:
+    lines = [f"{label}: held-out accuracy (robust early stopping's validation)", "",
+             "| epoch | step | clean | FGSM | PGD-10 | kept |", "|---|---|---|---|---|---|"]
+    for p in points:
+        epoch = f"{p['epoch']} (budget end)" if p["budget_end"] else str(p["epoch"])
+        lines.append(f"| {epoch} | {p['step']} | {100 * p['clean']:.1f} | {100 * p['fgsm']:.1f} | {100 * p['pgd']:.1f} | "
+                     f"{'kept' if p['kept'] else ''} |")
+    return "\n".join(lines) + "\n"
+
+
 def table(found: List[Dict]) -> str:
     lines = ["| method | trained at ε | budget (min) | trained (min) | epochs | kept epoch | ε | n | clean | PGD-10 | "
              "worst case [95 % CI] |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -297,8 +326,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         print("no finished evaluations yet")
         return
     print(table(found))
-    io_utils.write_json_atomic(args.json, {**common.environment(), "rows": found, "recipe": f"{CNN6}:<method>,{RECIPE}",
-                                           "command": " ".join(sys.argv)})
+    histories = {}
+    for name in sorted({run_name(METHODS[r["method"]], r["budget_minutes"], r["train_eps"]) for r in found}):
+        histories[name] = early_stopping_history(os.path.join(args.root, name))
+        print(history_table(name, histories[name]))
+    io_utils.write_json_atomic(args.json, {**common.environment(), "rows": found, "early_stopping": histories,
+                                           "recipe": f"{CNN6}:<method>,{RECIPE}", "command": " ".join(sys.argv)})
     plot(found, args.png)
     print(f"wrote {args.json} and {args.png}")
 

@@ -72,3 +72,23 @@ def test_a_row_reports_the_kept_epoch_and_full_training_set_passes(tmp_path):
                                {"epoch": 3, "step": 230, "unfinished_epoch": True})
     [row] = ttr.rows(root, [method], [30], 0.1, [0.1], 1000)
     assert "| 3 (budget end) of 3 |" in ttr.table([row])
+
+
+def test_the_early_stopping_history_marks_the_kept_point_including_the_budget_end(tmp_path):
+    workdir = str(tmp_path)
+    os.makedirs(os.path.join(workdir, "best_robust"))
+    io_utils.write_json_atomic(os.path.join(workdir, "metrics.json"), {
+        "steps_per_epoch": 100, "steps_done": 250,
+        "history": {"epoch": [1, 2], "val_clean_accuracy": [0.7, 0.8], "val_fgsm_accuracy": [0.5, 0.6],
+                    "val_robust_accuracy": [0.4, 0.5]},
+        "budget_end_validation": {"epoch": 3, "step": 250, "val_clean_accuracy": 0.85, "val_fgsm_accuracy": 0.65,
+                                  "val_robust_accuracy": 0.55, "kept": True}})
+    io_utils.write_json_atomic(os.path.join(workdir, "best_robust", "best_robust.json"),
+                               {"epoch": 3, "step": 250, "unfinished_epoch": True})
+    points = ttr.early_stopping_history(workdir)
+    assert [(p["epoch"], p["step"], p["budget_end"], p["kept"]) for p in points] == [
+        (1, 100, False, False), (2, 200, False, False), (3, 250, True, True)]
+    assert "| 3 (budget end) | 250 | 85.0 | 65.0 | 55.0 | kept |" in ttr.history_table("run", points)
+    # Kept at an epoch end: that row is marked, not the budget end's.
+    io_utils.write_json_atomic(os.path.join(workdir, "best_robust", "best_robust.json"), {"epoch": 2})
+    assert [p["kept"] for p in ttr.early_stopping_history(workdir)] == [False, True, False]
