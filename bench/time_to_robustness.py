@@ -195,9 +195,15 @@ def rows(root: str, methods: List[Method], minutes: List[float], train_eps: floa
                     "of_epochs": -(-metrics["steps_done"] // metrics["steps_per_epoch"]),
                     "stopped_by_time_budget": metrics.get("stopped_by_time_budget"),
                     "n": rep["num_examples"], "clean": rep["clean_accuracy"],
+                    "fgsm": rep["attacks"]["fgsm"]["robust_accuracy"],
                     "pgd": rep["attacks"]["pgd"]["robust_accuracy"],
                     "worst_case": worst["robust_accuracy"],
                     "worst_case_ci95": report.wilson_interval(worst["robust_count"], rep["num_examples"]),
+                    # 95 % Wilson intervals of the other figures (the counts are in the report).
+                    "ci95": {"clean": report.wilson_interval(round(rep["clean_accuracy"] * rep["num_examples"]),
+                                                             rep["num_examples"]),
+                             **{a: report.wilson_interval(rep["attacks"][a]["robust_count"], rep["num_examples"])
+                                for a in ("fgsm", "pgd")}},
                 })
     return found
 
@@ -232,14 +238,17 @@ def history_table(label: str, points: List[Dict]) -> str:
 
 
 def table(found: List[Dict]) -> str:
-    lines = ["| method | trained at ε | budget (min) | trained (min) | epochs | kept epoch | ε | n | clean | PGD-10 | "
-             "worst case [95 % CI] |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | trained at ε | budget (min) | trained (min) | epochs | kept epoch | ε | n | clean | FGSM | PGD-10 | "
+             "**worst case** |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(value, interval):
+        return f"{100 * value:.1f} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+
     for r in found:
-        low, high = r["worst_case_ci95"]
+        figures = [cell(r[key], r["ci95"][key]) for key in ("clean", "fgsm", "pgd")]
         lines.append(f"| {r['label']} | {r['train_eps']:g} | {r['budget_minutes']:g} | {r['train_minutes']:g} | {r['epochs']:g} | "
                      f"{r['kept_epoch']}{' (budget end)' if r.get('kept_at_budget_end') else ''} of {r['of_epochs']} | "
-                     f"{r['eps']:g} | {r['n']} | {100 * r['clean']:.1f} | {100 * r['pgd']:.1f} | "
-                     f"{100 * r['worst_case']:.1f} [{100 * low:.1f}, {100 * high:.1f}] |")
+                     f"{r['eps']:g} | {r['n']} | {' | '.join(figures)} | **{cell(r['worst_case'], r['worst_case_ci95'])}** |")
     return "\n".join(lines) + "\n"
 
 

@@ -58,7 +58,7 @@ def test_a_row_reports_the_kept_epoch_and_full_training_set_passes(tmp_path):
     io_utils.write_json_atomic(os.path.join(root, name, "best_robust", "best_robust.json"), {"epoch": 2})
     io_utils.write_json_atomic(step.done_when, [{
         "num_examples": 1000, "clean_accuracy": 0.8,
-        "attacks": {"pgd": {"robust_accuracy": 0.6}},
+        "attacks": {"fgsm": {"robust_accuracy": 0.7, "robust_count": 700}, "pgd": {"robust_accuracy": 0.6, "robust_count": 600}},
         "worst_case": {"robust_accuracy": 0.55, "robust_count": 550}}])
     [row] = ttr.rows(root, [method], [30], 0.1, [0.1], 1000)
     assert row["epochs"] == round(230 * 256 / 59_000, 2)  # a subset run: passes over the training set's size
@@ -66,7 +66,8 @@ def test_a_row_reports_the_kept_epoch_and_full_training_set_passes(tmp_path):
     assert (row["kept_epoch"], row["of_epochs"], row["train_minutes"]) == (2, 3, 30.0)
     low, high = row["worst_case_ci95"]
     assert low < 0.55 < high and high - low < 0.07  # Wilson, n = 1000
-    assert "| Madry PGD-10 | 0.1 | 30 | 30 | 1 | 2 of 3 | 0.1 | 1000 | 80.0 | 60.0 | 55.0 [" in ttr.table([row])
+    assert "| Madry PGD-10 | 0.1 | 30 | 30 | 1 | 2 of 3 | 0.1 | 1000 | 80.0 [77.4, 82.4] | 70.0 [67.1, 72.8] | 60.0 [" in ttr.table([row])
+    assert "| **55.0 [" in ttr.table([row])
     # Kept where the budget cut epoch 3 (validated at the budget's end):
     io_utils.write_json_atomic(os.path.join(root, name, "best_robust", "best_robust.json"),
                                {"epoch": 3, "step": 230, "unfinished_epoch": True})
