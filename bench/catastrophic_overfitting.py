@@ -76,17 +76,27 @@ def curves(root: str, methods: List[str], eps: float) -> Dict[str, Dict[str, Lis
     return found
 
 
-def collapsed(curve: Dict[str, List], floor: float = 0.05) -> Optional[int]:
-    """The first epoch whose PGD accuracy is below ``floor`` after having been above it, or None."""
-    above = False
-    for epoch, robust in zip(curve["epoch"], curve["val_robust_accuracy"]):
-        if robust is None:
-            continue
-        if robust >= floor:
-            above = True
-        elif above:
-            return epoch
-    return None
+def diagnosis(curve: Dict[str, List], floor: float = 0.05, gap: float = 0.30) -> Dict[str, object]:
+    """Whether a run ended in catastrophic overfitting: its last validated epoch leaves PGD-10
+    accuracy below ``floor`` while FGSM accuracy is at least ``gap`` above it (the model beats the
+    one-step attack it trains against, not the multi-step one). Also the PGD peak, so a reader can
+    tell a collapse after real robustness from a run that was never robust."""
+    points = [(e, r, f) for e, r, f in zip(curve["epoch"], curve["val_robust_accuracy"], curve["val_fgsm_accuracy"])
+              if r is not None and f is not None]
+    if not points:
+        return {"collapsed": False, "epochs": 0}
+    peak = max(points, key=lambda p: p[1])
+    last = points[-1]
+    return {"collapsed": last[1] < floor and last[2] - last[1] >= gap, "epochs": last[0],
+            "peak_pgd": peak[1], "peak_epoch": peak[0], "last_pgd": last[1], "last_fgsm": last[2]}
+
+
+def describe(label: str, found: Dict[str, object]) -> str:
+    if not found["epochs"]:
+        return f"{label}: no validated epoch yet"
+    return (f"{label}: PGD-10 peaked at {100 * found['peak_pgd']:.1f} % (epoch {found['peak_epoch']}), "
+            f"{100 * found['last_pgd']:.1f} % after epoch {found['epochs']} while FGSM leaves {100 * found['last_fgsm']:.1f} %: "
+            + ("catastrophic overfitting" if found["collapsed"] else "no collapse"))
 
 
 def table(found: Dict[str, Dict[str, List]]) -> str:
@@ -159,13 +169,13 @@ def main(argv: Optional[List[str]] = None) -> None:
         print("no finished epochs yet")
         return
     print(table(found))
-    for method, curve in found.items():
-        epoch = collapsed(curve)
-        print(f"{METHODS[method].label}: " + (f"PGD accuracy collapsed at epoch {epoch}" if epoch else "no collapse"))
+    diagnoses = {method: diagnosis(curve) for method, curve in found.items()}
+    for method, found_diagnosis in diagnoses.items():
+        print(describe(METHODS[method].label, found_diagnosis))
     io_utils.write_json_atomic(args.json, {
         **common.environment(), "eps": args.eps, "epochs": args.epochs, "train_examples": args.train_examples,
         "validation_examples": VALIDATION_EXAMPLES, "recipe": {"variant": RECIPE, **SCHEDULE}, "curves": found,
-        "collapsed_at_epoch": {m: collapsed(c) for m, c in found.items()}, "command": " ".join(sys.argv)})
+        "diagnosis": diagnoses, "command": " ".join(sys.argv)})
     plot(found, args.eps, args.png)
     print(f"wrote {args.json} and {args.png}")
 

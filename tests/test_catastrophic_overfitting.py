@@ -22,11 +22,18 @@ def test_the_methods_differ_only_in_the_method(tmp_path):
     assert "--config.train.time_budget_minutes=0" in fast  # the budget recipe's own 30 minutes are off
 
 
-def test_a_collapse_is_pgd_accuracy_falling_below_the_floor_after_being_above_it():
-    curve = {"epoch": [1, 2, 3, 4], "val_robust_accuracy": [0.02, 0.40, 0.45, 0.01]}
-    assert co.collapsed(curve) == 4
-    assert co.collapsed({"epoch": [1, 2], "val_robust_accuracy": [0.02, 0.03]}) is None  # never robust
-    assert co.collapsed({"epoch": [1, 2, 3], "val_robust_accuracy": [None, 0.5, 0.6]}) is None
+def test_a_collapse_is_pgd_accuracy_near_zero_while_fgsm_accuracy_stays_high():
+    curve = {"epoch": [1, 2, 3, 4], "val_robust_accuracy": [0.02, 0.40, 0.45, 0.01],
+             "val_fgsm_accuracy": [0.1, 0.5, 0.6, 0.8]}
+    found = co.diagnosis(curve)
+    assert found["collapsed"] and (found["peak_epoch"], found["peak_pgd"], found["epochs"]) == (3, 0.45, 4)
+    assert "peaked at 45.0 % (epoch 3), 1.0 % after epoch 4 while FGSM leaves 80.0 %: catastrophic overfitting" in \
+        co.describe("fast AT", found)
+    # Robust at the end: no collapse, whatever happened before.
+    assert not co.diagnosis({**curve, "val_robust_accuracy": [0.02, 0.40, 0.01, 0.5]})["collapsed"]
+    # Low PGD and low FGSM accuracy alike is a weak model, not a masked one.
+    assert not co.diagnosis({**curve, "val_fgsm_accuracy": [0.1, 0.5, 0.6, 0.2]})["collapsed"]
+    assert co.diagnosis({"epoch": [1], "val_robust_accuracy": [None], "val_fgsm_accuracy": [None]})["epochs"] == 0
 
 
 def test_table_has_one_row_per_epoch_and_a_dash_where_a_method_has_not_got_there():
