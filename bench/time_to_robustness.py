@@ -24,6 +24,7 @@ adversarial ones), as the paper's Algorithm 1 does.
     python bench/time_to_robustness.py --root=runs/ttr --minutes=30,60 --stage=render
     python bench/time_to_robustness.py --root=runs/ttr --stash=bench/in_progress/ttr --minutes=30,60   # resume a stash
     python bench/time_to_robustness.py --root=runs/ttr --stash=bench/in_progress/ttr --stage=stash     # before a session ends
+    python bench/time_to_robustness.py --root=runs/ttr --minutes=30 --eps=0.1,0.3 --stage=ship      # slim copies into models/
 
 Run it with the cores otherwise idle: the budgets are wall-clock. Prints one Markdown table and
 writes ``bench/results/time_to_robustness.json`` and ``docs/figures/time_to_robustness.png``
@@ -35,7 +36,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import sys
+import tempfile
 from typing import Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -46,7 +49,7 @@ import stash  # noqa: E402  (experiments/stash.py; imports TensorFlow quietly, s
 import common  # noqa: E402  (bench/common.py)
 from reproduce_fmnist import Step, run_step  # noqa: E402
 
-from pcl_tf import io_utils, report  # noqa: E402
+from pcl_tf import history, io_utils, report  # noqa: E402
 from pcl_tf import workdir as workdirs  # noqa: E402
 from pcl_tf.configs import common as config_common  # noqa: E402
 from pcl_tf.early_stopping import BEST_FILE  # noqa: E402
@@ -237,6 +240,50 @@ def history_table(label: str, points: List[Dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def shipped_name(name: str) -> str:
+    return f"fmnist_cnn6_{name}"
+
+
+def ship(root: str, models_dir: str, methods: List[Method], minutes: List[float], train_eps: float,
+         eps_values: List[float], n: int) -> List[str]:
+    """Ships each run whose evaluations at every ε in ``eps_values`` are finished into
+    ``models_dir``: a slim copy of its kept (most robust) point (pcl_tf.workdir.slim_copy: weights,
+    prototypes, config, metrics), the run's history.json (the early-stopping record), and its
+    reports made portable (no machine paths). An existing destination is never written over; a
+    run not yet evaluated is skipped with a line saying so. Returns the directories written."""
+    shipped = []
+    for method in methods:
+        for budget in minutes:
+            name = run_name(method, budget, train_eps)
+            workdir, destination = os.path.join(root, name), os.path.join(models_dir, shipped_name(name))
+            stems = [_result_stem(root, name, eps, n) for eps in eps_values]
+            missing = [s + ".json" for s in stems if not os.path.exists(s + ".json")]
+            if os.path.exists(destination):
+                print(f"[shipped]  {name}: {destination} exists (never written over)", flush=True)
+                continue
+            if missing:
+                print(f"[not shipped] {name}: {len(missing)} evaluation(s) missing, e.g. {missing[0]}", flush=True)
+                continue
+            os.makedirs(models_dir, exist_ok=True)
+            scratch = tempfile.mkdtemp(prefix=f".{shipped_name(name)}.", dir=models_dir)
+            try:
+                copy = workdirs.slim_copy(os.path.join(workdir, workdirs.BEST_ROBUST_DIR), os.path.join(scratch, "copy"))
+                shutil.copyfile(os.path.join(workdir, workdirs.BEST_ROBUST_DIR, BEST_FILE), os.path.join(copy, BEST_FILE))
+                shutil.copyfile(os.path.join(workdir, history.HISTORY_FILE), os.path.join(copy, history.HISTORY_FILE))
+                reports = os.path.join(copy, "reports")
+                os.makedirs(reports, exist_ok=True)
+                for stem in stems:
+                    for extension in (".json", ".md"):
+                        shutil.copyfile(stem + extension, os.path.join(reports, os.path.basename(stem) + extension))
+                report.make_portable(reports, os.path.join(workdir, workdirs.BEST_ROBUST_DIR), shipped_name(name))
+                os.rename(copy, destination)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            print(f"[shipped]  {name} -> {destination}", flush=True)
+            shipped.append(destination)
+    return shipped
+
+
 def table(found: List[Dict]) -> str:
     lines = ["| method | trained at ε | budget (min) | trained (min) | epochs | kept epoch | ε | n | clean | FGSM | PGD-10 | "
              "**worst case** |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -294,8 +341,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--train_eps", type=float, default=0.1, help="the ε every method trains at (fixed)")
     parser.add_argument("--eps", default="0.1", help="evaluation ε, comma-separated")
     parser.add_argument("--num_examples", type=int, default=1000, help="test images per evaluation")
-    parser.add_argument("--stage", choices=("all", "calibrate", "train", "evaluate", "render", "stash"), default="all",
-                        help="stash: copy the runs' resumable state and the results into --stash")
+    parser.add_argument("--stage", choices=("all", "calibrate", "train", "evaluate", "render", "stash", "ship"),
+                        default="all", help="stash: copy the runs' resumable state and the results into --stash; "
+                                            "ship: slim copies of the evaluated runs' kept points into --models_dir")
+    parser.add_argument("--models_dir", default="models", help="where --stage=ship puts the slim copies")
     stash.add_flag(parser)
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     parser.add_argument("--json", default="bench/results/time_to_robustness.json")
@@ -307,8 +356,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     methods = [METHODS[m] for m in args.methods.split(",")]
     minutes = [float(m) for m in args.minutes.split(",")]
     eps_values = [float(e) for e in args.eps.split(",")]
-    stash.refuse_unwritable(parser, folders={"root": args.root}, files={"json": args.json, "png": args.png})
+    stash.refuse_unwritable(parser, folders={"root": args.root, "models_dir": args.models_dir if args.stage == "ship" else ""}, files={"json": args.json, "png": args.png})
     if stash.handle(args, parser, without_weights=["calibrate"]):
+        return
+    if args.stage == "ship":
+        ship(args.root, args.models_dir, methods, minutes, args.train_eps, eps_values, args.num_examples)
         return
     if args.stage in ("all", "calibrate"):
         for method in methods:

@@ -93,3 +93,30 @@ def test_the_early_stopping_history_marks_the_kept_point_including_the_budget_en
     # Kept at an epoch end: that row is marked, not the budget end's.
     io_utils.write_json_atomic(os.path.join(workdir, "best_robust", "best_robust.json"), {"epoch": 2})
     assert [p["kept"] for p in ttr.early_stopping_history(workdir)] == [False, True, False]
+
+
+def test_ship_writes_a_portable_slim_copy_once_every_evaluation_is_done(tmp_path):
+    """--stage=ship: the kept point as a slim copy with its early-stopping record and its reports,
+    which name it by its shipped name; skipped until evaluated, never written over."""
+    import shutil
+
+    method, root, models = ttr.METHODS["madry"], str(tmp_path / "root"), str(tmp_path / "models")
+    name = ttr.run_name(method, 30, 0.1)
+    kept = os.path.join(root, name, "best_robust")
+    shutil.copytree(os.path.join(os.path.dirname(__file__), os.pardir, "models", "fmnist_cnn6_madry"), kept,
+                    ignore=shutil.ignore_patterns("reports", "SLIM_COPY"))
+    io_utils.write_json_atomic(os.path.join(kept, "best_robust.json"), {"epoch": 2, "unfinished_epoch": True})
+    io_utils.write_json_atomic(os.path.join(root, name, "history.json"), {"epoch": [1], "val_robust_accuracy": [0.6]})
+    assert ttr.ship(root, models, [method], [30], 0.1, [0.1, 0.3], 1000) == []  # not evaluated yet
+    for eps in (0.1, 0.3):
+        stem = ttr._result_stem(root, name, eps, 1000)
+        io_utils.write_json_atomic(stem + ".json", [{"model": {"workdir": os.path.abspath(kept)}, "eps": eps}])
+        with open(stem + ".md", "w") as f:
+            f.write(f"| {os.path.abspath(kept)} | white-box | {eps} |\n")
+    [shipped] = ttr.ship(root, models, [method], [30], 0.1, [0.1, 0.3], 1000)
+    assert os.path.basename(shipped) == "fmnist_cnn6_madry_30min_eps0.1"
+    assert {"best_robust.json", "history.json", "reports", "SLIM_COPY", "checkpoints"} <= set(os.listdir(shipped))
+    with open(os.path.join(shipped, "reports", f"{name}_at0.1_n1000.md")) as f:
+        text = f.read()
+    assert "fmnist_cnn6_madry_30min_eps0.1" in text and str(tmp_path) not in text
+    assert ttr.ship(root, models, [method], [30], 0.1, [0.1, 0.3], 1000) == []  # never written over
