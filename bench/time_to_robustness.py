@@ -38,7 +38,6 @@ import dataclasses
 import os
 import shutil
 import sys
-import tempfile
 from typing import Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -256,31 +255,23 @@ def ship(root: str, models_dir: str, methods: List[Method], minutes: List[float]
         for budget in minutes:
             name = run_name(method, budget, train_eps)
             workdir, destination = os.path.join(root, name), os.path.join(models_dir, shipped_name(name))
+            kept = os.path.join(workdir, workdirs.BEST_ROBUST_DIR)
             stems = [_result_stem(root, name, eps, n) for eps in eps_values]
-            missing = [s + ".json" for s in stems if not os.path.exists(s + ".json")]
-            if os.path.exists(destination):
-                print(f"[shipped]  {name}: {destination} exists (never written over)", flush=True)
-                continue
-            if missing:
-                print(f"[not shipped] {name}: {len(missing)} evaluation(s) missing, e.g. {missing[0]}", flush=True)
-                continue
-            os.makedirs(models_dir, exist_ok=True)
-            scratch = tempfile.mkdtemp(prefix=f".{shipped_name(name)}.", dir=models_dir)
-            try:
-                copy = workdirs.slim_copy(os.path.join(workdir, workdirs.BEST_ROBUST_DIR), os.path.join(scratch, "copy"))
-                shutil.copyfile(os.path.join(workdir, workdirs.BEST_ROBUST_DIR, BEST_FILE), os.path.join(copy, BEST_FILE))
+
+            def build(scratch):
+                copy = workdirs.slim_copy(kept, os.path.join(scratch, "copy"))
+                shutil.copyfile(os.path.join(kept, BEST_FILE), os.path.join(copy, BEST_FILE))
                 shutil.copyfile(os.path.join(workdir, history.HISTORY_FILE), os.path.join(copy, history.HISTORY_FILE))
                 reports = os.path.join(copy, "reports")
                 os.makedirs(reports, exist_ok=True)
                 for stem in stems:
                     for extension in (".json", ".md"):
                         shutil.copyfile(stem + extension, os.path.join(reports, os.path.basename(stem) + extension))
-                report.make_portable(reports, os.path.join(workdir, workdirs.BEST_ROBUST_DIR), shipped_name(name))
-                os.rename(copy, destination)
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-            print(f"[shipped]  {name} -> {destination}", flush=True)
-            shipped.append(destination)
+                report.make_portable(reports, kept, shipped_name(name))
+                return copy
+
+            if stash.ship_once(name, destination, [s + ".json" for s in stems if not os.path.exists(s + ".json")], build):
+                shipped.append(destination)
     return shipped
 
 

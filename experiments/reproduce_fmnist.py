@@ -38,7 +38,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -303,14 +302,8 @@ def ship(root: str, models_dir: str) -> List[str]:
         stems += [budget_result(root, run.name, BUDGET_FINAL_EPOCH, suffix) for suffix in ("_full", "_cw")]
         missing = [p for p in [os.path.join(final, "metrics.json")] + [s + ".json" for s in stems] if not os.path.exists(p)]
         destination = os.path.join(models_dir, shipped_name(run.name))
-        if os.path.exists(destination):
-            print(f"[shipped]  {run.name}: {destination} exists (never written over)", flush=True)
-            continue
-        if missing:
-            print(f"[not shipped] {run.name}: {len(missing)} file(s) missing, e.g. {missing[0]}", flush=True)
-            continue
-        scratch = tempfile.mkdtemp(prefix=f".{shipped_name(run.name)}.", dir=_makedirs(models_dir))
-        try:
+
+        def build(scratch, run=run, final=final, stems=stems):
             copy = workdirs.slim_copy(final, os.path.join(scratch, "copy"))
             reports = _makedirs(os.path.join(copy, "reports"))
             for epoch in BUDGET_SNAPSHOTS:
@@ -328,11 +321,10 @@ def ship(root: str, models_dir: str) -> List[str]:
                 snapshot = _makedirs(os.path.join(copy, "snapshots", f"epoch_{epoch:03d}"))
                 shutil.copyfile(os.path.join(budget_snapshot(root, run.name, epoch), "metrics.json"),
                                 os.path.join(snapshot, "metrics.json"))
-            os.rename(copy, destination)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        print(f"[shipped]  {run.name} -> {destination}", flush=True)
-        shipped.append(destination)
+            return copy
+
+        if stash.ship_once(run.name, destination, missing, build):
+            shipped.append(destination)
     return shipped
 
 

@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 from pcl_tf.cli.common import import_tensorflow_quietly
 
@@ -179,6 +179,28 @@ def unstash(root: str, source: str) -> List[str]:
         if not os.path.exists(os.path.join(root, path)) and not _report_written(root, path):
             _copy_file(os.path.join(source, path), os.path.join(root, path))
     return seeded
+
+
+def ship_once(name: str, destination: str, missing: List[str], build: Callable[[str], str]) -> bool:
+    """Writes a shipped copy at ``destination`` once: skipped with a line when it exists (never
+    written over) or when files it needs are ``missing``; else ``build(scratch)`` assembles it in a
+    hidden scratch folder beside ``destination`` and returns its path there, which is renamed into
+    place (a crash leaves no half-written copy). Returns whether it was written."""
+    if os.path.exists(destination):
+        print(f"[shipped]  {name}: {destination} exists (never written over)", flush=True)
+        return False
+    if missing:
+        print(f"[not shipped] {name}: {len(missing)} file(s) missing, e.g. {missing[0]}", flush=True)
+        return False
+    parent = os.path.dirname(os.path.abspath(destination))
+    os.makedirs(parent, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.", dir=parent)
+    try:
+        os.rename(build(scratch), destination)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"[shipped]  {name} -> {destination}", flush=True)
+    return True
 
 
 def add_flag(parser) -> None:
