@@ -216,10 +216,10 @@ def early_stopping_history(workdir: str) -> List[Dict]:
     metrics = io_utils.read_json(os.path.join(workdir, "metrics.json"))
     kept = io_utils.read_json(os.path.join(workdir, workdirs.BEST_ROBUST_DIR, BEST_FILE))
     past = metrics.get("history", {})
+    robust = past.get("val_robust_accuracy", [])
     points = [{"epoch": epoch, "step": epoch * metrics["steps_per_epoch"], "budget_end": False,
-               "clean": past["val_clean_accuracy"][i], "fgsm": past["val_fgsm_accuracy"][i],
-               "pgd": past["val_robust_accuracy"][i]}
-              for i, epoch in enumerate(past.get("epoch", [])) if past.get("val_robust_accuracy", [None] * (i + 1))[i] is not None]
+               "clean": past["val_clean_accuracy"][i], "fgsm": past["val_fgsm_accuracy"][i], "pgd": robust[i]}
+              for i, epoch in enumerate(past.get("epoch", [])) if i < len(robust) and robust[i] is not None]
     end = metrics.get("budget_end_validation")
     if end:
         points.append({"epoch": end["epoch"], "step": end["step"], "budget_end": True, "clean": end["val_clean_accuracy"],
