@@ -200,12 +200,12 @@ def rows(root: str, methods: List[Method], minutes: List[float], train_eps: floa
                     "fgsm": rep["attacks"]["fgsm"]["robust_accuracy"],
                     "pgd": rep["attacks"]["pgd"]["robust_accuracy"],
                     "worst_case": worst["robust_accuracy"],
-                    "worst_case_ci95": report.wilson_interval(worst["robust_count"], rep["num_examples"]),
-                    # 95 % Wilson intervals of the other figures (the counts are in the report).
+                    # 95 % Wilson intervals of every figure above (the counts are in the report).
                     "ci95": {"clean": report.wilson_interval(round(rep["clean_accuracy"] * rep["num_examples"]),
                                                              rep["num_examples"]),
                              **{a: report.wilson_interval(rep["attacks"][a]["robust_count"], rep["num_examples"])
-                                for a in ("fgsm", "pgd")}},
+                                for a in ("fgsm", "pgd")},
+                             "worst_case": report.wilson_interval(worst["robust_count"], rep["num_examples"])},
                 })
     return found
 
@@ -286,7 +286,7 @@ def table(found: List[Dict]) -> str:
         figures = [cell(r[key], r["ci95"][key]) for key in ("clean", "fgsm", "pgd")]
         lines.append(f"| {r['label']} | {r['train_eps']:g} | {r['budget_minutes']:g} | {r['train_minutes']:g} | {r['epochs']:g} | "
                      f"{r['kept_epoch']}{' (budget end)' if r.get('kept_at_budget_end') else ''} of {r['of_epochs']} | "
-                     f"{r['eps']:g} | {r['n']} | {' | '.join(figures)} | **{cell(r['worst_case'], r['worst_case_ci95'])}** |")
+                     f"{r['eps']:g} | {r['n']} | {' | '.join(figures)} | **{cell(r['worst_case'], r['ci95']['worst_case'])}** |")
     return "\n".join(lines) + "\n"
 
 
@@ -301,7 +301,7 @@ def plot(found: List[Dict], path: str) -> None:
     series = sorted({(r["label"], r["eps"]) for r in found})
     longest = max(r["train_minutes"] for r in found)
     for i, (label, eps) in enumerate(series):
-        points = sorted((r["train_minutes"], 100 * r["worst_case"], r["worst_case_ci95"]) for r in found
+        points = sorted((r["train_minutes"], 100 * r["worst_case"], r["ci95"]["worst_case"]) for r in found
                         if r["label"] == label and r["eps"] == eps)
         # Runs of one budget sit at the same minute: each series is shifted by a little (at most
         # 2.5 % of the axis) so that overlapping markers stay visible.

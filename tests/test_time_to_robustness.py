@@ -64,7 +64,7 @@ def test_a_row_reports_the_kept_epoch_and_full_training_set_passes(tmp_path):
     assert row["epochs"] == round(230 * 256 / 59_000, 2)  # a subset run: passes over the training set's size
     # Of the 3 epochs started (230 steps of 88), not the 8 planned beyond the budget.
     assert (row["kept_epoch"], row["of_epochs"], row["train_minutes"]) == (2, 3, 30.0)
-    low, high = row["worst_case_ci95"]
+    low, high = row["ci95"]["worst_case"]
     assert low < 0.55 < high and high - low < 0.07  # Wilson, n = 1000
     assert "| Madry PGD-10 | 0.1 | 30 | 30 | 1 | 2 of 3 | 0.1 | 1000 | 80.0 [77.4, 82.4] | 70.0 [67.1, 72.8] | 60.0 [" in ttr.table([row])
     assert "| **55.0 [" in ttr.table([row])
