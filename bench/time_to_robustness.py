@@ -188,6 +188,10 @@ def rows(root: str, methods: List[Method], minutes: List[float], train_eps: floa
                     "method": method.name, "label": method.label, "budget_minutes": budget, "train_eps": train_eps,
                     "eps": eps,
                     "train_minutes": round(metrics["train_seconds"] / 60, 1),
+                    # The work the minutes bought: this VM's speed has differed by up to 2x between
+                    # sessions (N-FGSM 0.57 steps/s on 2026-12-02, 1.07 on 2026-12-03).
+                    "steps": metrics["steps_done"],
+                    "steps_per_second": round(metrics["steps_done"] / metrics["train_seconds"], 3),
                     # Training images drawn over the training set's size (a run below two epochs
                     # passes over a subset several times), and the epoch evaluated.
                     "epochs": round(metrics["steps_done"] * BATCH_SIZE / TRAIN_IMAGES, 2),
@@ -276,15 +280,16 @@ def ship(root: str, models_dir: str, methods: List[Method], minutes: List[float]
 
 
 def table(found: List[Dict]) -> str:
-    lines = ["| method | trained at ε | budget (min) | trained (min) | epochs | kept epoch | ε | n | clean | FGSM | PGD-10 | "
-             "**worst case** |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | trained at ε | budget (min) | trained (min) | steps (per s) | epochs | kept epoch | ε | n | clean | "
+             "FGSM | PGD-10 | **worst case** |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(value, interval):
         return f"{100 * value:.1f} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
 
     for r in found:
         figures = [cell(r[key], r["ci95"][key]) for key in ("clean", "fgsm", "pgd")]
-        lines.append(f"| {r['label']} | {r['train_eps']:g} | {r['budget_minutes']:g} | {r['train_minutes']:g} | {r['epochs']:g} | "
+        lines.append(f"| {r['label']} | {r['train_eps']:g} | {r['budget_minutes']:g} | {r['train_minutes']:g} | "
+                     f"{r['steps']} ({r['steps_per_second']:.2f}) | {r['epochs']:g} | "
                      f"{r['kept_epoch']}{' (budget end)' if r.get('kept_at_budget_end') else ''} of {r['of_epochs']} | "
                      f"{r['eps']:g} | {r['n']} | {' | '.join(figures)} | **{cell(r['worst_case'], r['ci95']['worst_case'])}** |")
     return "\n".join(lines) + "\n"

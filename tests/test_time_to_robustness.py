@@ -66,7 +66,7 @@ def test_a_row_reports_the_kept_epoch_and_full_training_set_passes(tmp_path):
     assert (row["kept_epoch"], row["of_epochs"], row["train_minutes"]) == (2, 3, 30.0)
     low, high = row["ci95"]["worst_case"]
     assert low < 0.55 < high and high - low < 0.07  # Wilson, n = 1000
-    assert "| Madry PGD-10 | 0.1 | 30 | 30 | 1 | 2 of 3 | 0.1 | 1000 | 80.0 [77.4, 82.4] | 70.0 [67.1, 72.8] | 60.0 [" in ttr.table([row])
+    assert "| Madry PGD-10 | 0.1 | 30 | 30 | 230 (0.13) | 1 | 2 of 3 | 0.1 | 1000 | 80.0 [77.4, 82.4] | 70.0 [67.1, 72.8] | 60.0 [" in ttr.table([row])
     assert "| **55.0 [" in ttr.table([row])
     # Kept where the budget cut epoch 3 (validated at the budget's end):
     io_utils.write_json_atomic(os.path.join(root, name, "best_robust", "best_robust.json"),
