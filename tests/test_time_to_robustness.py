@@ -12,21 +12,22 @@ from pcl_tf.configs import fmnist_cnn6  # noqa: E402
 
 
 def test_schedule_fills_the_budget_in_whole_epochs_or_two_passes_over_a_subset():
-    # Planned for 1.5x the calibrated steps (the budget, not the epochs, ends a run).
-    assert ttr.PLANNED_STEPS_OVER_CALIBRATED == 1.5
-    # 1 step/s for 30 min: 2,700 planned steps = 11 full adversarial epochs of 235; 7.3 expected to
-    # fit. PCL's clean CE warm-up comes on top: 1 epoch (1/7 of 1 + 7.3, rounded).
-    assert ttr.plan_schedule(1.0, 30, pcl=False) == {"train.epochs": 11, "train.num_examples": 0, "train.warmup_epochs": 0}
-    assert ttr.plan_schedule(1.0, 30, pcl=True) == {"train.epochs": 12, "train.num_examples": 0, "train.warmup_epochs": 1}
-    # 3 steps/s for 60 min: 16,200 planned = 68 epochs, 45.3 expected: 8 warm-up epochs (8/53 ~ 1/7).
-    assert ttr.plan_schedule(3.0, 60, pcl=True) == {"train.epochs": 76, "train.num_examples": 0, "train.warmup_epochs": 8}
-    # 0.1 step/s (PGD-10 here) for 30 min = 270 planned steps: two passes over 135 batches of the
-    # training set (plus the 1,000 images held out for robust early stopping); PCL's warm-up is one
-    # clean pass over the same images first (a whole epoch is the least it can be).
-    assert ttr.plan_schedule(0.1, 30, pcl=False) == {"train.epochs": 2, "train.num_examples": 135 * 256 + 1000,
-                                                    "train.warmup_epochs": 0}
-    assert ttr.plan_schedule(0.1, 30, pcl=True) == {"train.epochs": 3, "train.num_examples": 135 * 256 + 1000,
-                                                   "train.warmup_epochs": 1}
+    # Planned for 2.5x the calibrated steps (the budget, not the epochs, ends a run).
+    assert ttr.PLANNED_STEPS_OVER_CALIBRATED == 2.5
+    assert ttr.STEPS_PER_EPOCH == 231  # 59,000 training images (1,000 held out) in batches of 256
+    # 1 step/s for 30 min: 4,500 planned steps = 19 full adversarial epochs of 231; 7.6 expected to
+    # fit. PCL's clean CE warm-up comes on top: 1 epoch (1/7 of 1 + 7.6, rounded).
+    assert ttr.plan_schedule(1.0, 30, pcl=False) == {"train.epochs": 19, "train.num_examples": 0, "train.warmup_epochs": 0}
+    assert ttr.plan_schedule(1.0, 30, pcl=True) == {"train.epochs": 20, "train.num_examples": 0, "train.warmup_epochs": 1}
+    # 3 steps/s for 60 min: 27,000 planned = 116 epochs, 46.4 expected: 8 warm-up epochs (8/54 ~ 1/7).
+    assert ttr.plan_schedule(3.0, 60, pcl=True) == {"train.epochs": 124, "train.num_examples": 0, "train.warmup_epochs": 8}
+    # 0.05 step/s for 30 min = 225 planned steps: two passes over 112 batches of the training set
+    # (plus the 1,000 images held out for robust early stopping); PCL's warm-up is one clean pass
+    # over the same images first (a whole epoch is the least it can be).
+    assert ttr.plan_schedule(0.05, 30, pcl=False) == {"train.epochs": 2, "train.num_examples": 112 * 256 + 1000,
+                                                     "train.warmup_epochs": 0}
+    assert ttr.plan_schedule(0.05, 30, pcl=True) == {"train.epochs": 3, "train.num_examples": 112 * 256 + 1000,
+                                                    "train.warmup_epochs": 1}
     # The lr follows the clock, so the budget is what ends every run at lr 0.
     assert ttr.RECIPE == "budget"
     recipe = fmnist_cnn6.get_config("softmax,madry,nfgsm,budget").train
@@ -73,6 +74,12 @@ def test_a_row_reports_the_kept_epoch_and_full_training_set_passes(tmp_path):
                                {"epoch": 3, "step": 230, "unfinished_epoch": True})
     [row] = ttr.rows(root, [method], [30], 0.1, [0.1], 1000)
     assert "| 3 (budget end) of 3 |" in ttr.table([row])
+    # A run that finished its planned epochs before the budget did is marked.
+    io_utils.write_json_atomic(os.path.join(root, name, "metrics.json"),
+                               {"train_seconds": 1500.0, "steps_done": 264, "steps_per_epoch": 88, "epochs": 3,
+                                "stopped_by_time_budget": False})
+    [row] = ttr.rows(root, [method], [30], 0.1, [0.1], 1000)
+    assert "| 30 | 25 (ran out of epochs) | 264 (0.18) |" in ttr.table([row])
 
 
 def test_the_early_stopping_history_marks_the_kept_point_including_the_budget_end(tmp_path):
