@@ -6,6 +6,7 @@ learning rates; fresh optimizer state at the switch to the joint loss; the learn
 of both stages, with the released code's decay bug and as intended; PGD's fixed step; the released
 network's parameters and taps; the normalisation constants; old config.json files."""
 
+import functools
 import json
 import os
 
@@ -17,6 +18,7 @@ import tensorflow as tf
 from pcl_tf import adversarial, building, catalogue, config_schema, experiment, schedule, training, training_setup
 from pcl_tf import workdir as workdirs
 from pcl_tf.configs import common
+from pcl_tf.models import registry, resnet
 
 LR, MOMENTUM, WD = 0.01, 0.9, 1e-4
 
@@ -284,12 +286,20 @@ def test_compile_model_wires_the_schedules_and_the_coupled_decay():
                                [(0.1, 0.5), (0.01, 0.5), (0.01, 0.5), (0.01, 0.5), (1e-3, 0.05)], rtol=1e-6)
 
 
+# The released network's layout with one block per stage: the same taps, built in seconds (the
+# 164-layer network's graph alone takes ~90 s to build on 2 cores; its parameters and taps are
+# checked in test_official_network_parameters_and_taps).
+registry.register("official_layout_1block")(functools.partial(resnet.official_layout, blocks_per_stage=1))
+
+
 def test_official_adversarial_recipe_trains_end_to_end_on_mock_data(tmp_path):
-    """official,official_advpgd,smoke: the released network, coupled decay, restarted joint stage,
-    optimizer reset and fixed-step PGD copies, through pcl-train's code path (slow: ~5 min on 2 cores)."""
+    """official,official_advpgd,smoke: coupled decay, restarted joint stage, optimizer reset and
+    fixed-step PGD copies on the released network's taps, through pcl-train's code path."""
     import tensorflow_datasets as tfds
 
     config = cifar_config("official,official_advpgd,smoke")
+    assert config.model == "resnet110_official"
+    config.model = "official_layout_1block"
     config.train.num_examples = 64
     config.eval.num_examples = 32
     workdir = str(tmp_path / "run")
@@ -297,7 +307,7 @@ def test_official_adversarial_recipe_trains_end_to_end_on_mock_data(tmp_path):
         metrics = experiment.train_and_evaluate(config, workdir, verbose=0)
     saved = workdirs.read_config(os.path.join(workdir, "config.json"))
     assert (saved.model, saved.train.weight_decay_mode, saved.train.reset_optimizer_at_pcl_start) == (
-        "resnet110_official", "coupled", True)
+        "official_layout_1block", "coupled", True)
     assert {"pcl_gap", "pcl_fc1024"} <= set(metrics["history"])
     assert all(np.isfinite(v) for values in metrics["history"].values() for v in values)
     assert "joint stage restarts at lr" in metrics["schedule"]
