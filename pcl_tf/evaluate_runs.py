@@ -217,10 +217,11 @@ def _black_box(workdirs, source_workdir, methods, eps_values, settings, output):
     _record_checkpoints(reports, {**{w: m for w, (m, _) in targets.items()}, source_workdir: source},
                         source_workdir=source_workdir)
     if not output:
-        for workdir, stem in stems.items():
-            report.write(stem, [r for r in reports if r["model"]["workdir"] == workdir])
-            logger.info("report: %s.json", stem)
-        shutil.rmtree(journal_stem + ".partial", ignore_errors=True)
+        with io_utils.write_group():  # the reports, then the journal they make obsolete
+            for workdir, stem in stems.items():
+                report.write(stem, [r for r in reports if r["model"]["workdir"] == workdir])
+                logger.info("report: %s.json", stem)
+            shutil.rmtree(journal_stem + ".partial", ignore_errors=True)
     return reports
 
 
@@ -304,6 +305,7 @@ def _record_checkpoints(reports, models, source_workdir):
 
 def _write_report(stem, reports):
     """Writes the report, then drops the journal of its (now finished) evaluation."""
-    report.write(stem, reports)
-    shutil.rmtree(stem + ".partial", ignore_errors=True)
+    with io_utils.write_group():
+        report.write(stem, reports)
+        shutil.rmtree(stem + ".partial", ignore_errors=True)
     logger.info("report: %s.json", stem)

@@ -6,13 +6,32 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from typing import Any, IO, Iterator
+
+# Held while a file (or a group of files that belong together) is being written: a command that
+# exits at once on Ctrl-C (pcl_tf.cli.common.exit_at_once_on_ctrl_c) takes it first, so it never
+# leaves a temporary file behind or one file of a group without the other.
+_WRITING = threading.RLock()
+
+
+def write_group() -> threading.RLock:
+    """``with io_utils.write_group(): ...`` keeps an immediate exit out until the block's writes
+    (several files that must change together) are done."""
+    return _WRITING
 
 
 @contextlib.contextmanager
 def open_atomic(path: str, mode: str = "w") -> Iterator[IO]:
     """A file object for a temporary file beside ``path``; on a clean exit it is fsynced and
     renamed over ``path``, on an exception removed (``path`` keeps its old content)."""
+    with _WRITING:
+        with _open_atomic(path, mode) as f:
+            yield f
+
+
+@contextlib.contextmanager
+def _open_atomic(path: str, mode: str) -> Iterator[IO]:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)

@@ -1,6 +1,7 @@
 """Kill -9 a running ``pcl-attack`` and run the same command again: it continues after its last
 finished batch and writes the report an uninterrupted run writes (but for the seconds). Also the
-journal of a finished evaluation is removed (the journal on its own: tests/test_journal.py).
+journal of a finished evaluation is removed (the journal on its own: tests/test_journal.py), and
+Ctrl-C stops it at once, even while TensorFlow runs an op that would not end by itself.
 
 The evaluations are real ``pcl-attack`` processes (its ``main`` under ``tfds.testing.mock_data``,
 which gives every process the same test images) on a CNN-6 trained here with the smoke config.
@@ -36,6 +37,15 @@ if sys.argv[1] == "slow":  # a visible pace between batches, so the test can kil
         save(self, *args)
         time.sleep(1.0)
     journal.EvaluationJournal.save = paced
+if sys.argv[1] == "hang":  # after the first batch, TensorFlow runs one op that does not end by itself
+    import tensorflow as tf
+    save = journal.EvaluationJournal.save
+    endless = tf.function(lambda: tf.while_loop(lambda i: i >= 0, lambda i: i + 1, [tf.constant(0, tf.int64)]))
+    def hang(self, *args):
+        save(self, *args)
+        print("in the endless op", flush=True)
+        endless()
+    journal.EvaluationJournal.save = hang
 from pcl_tf.cli import attack
 sys.argv = ["pcl-attack"] + sys.argv[2:]
 with tfds.testing.mock_data(num_examples=64):
@@ -113,3 +123,29 @@ def test_killed_evaluation_resumes_after_its_last_batch_with_the_same_report(wor
 def journal_batches(path):
     with np.load(path) as f:
         return json.loads(str(f[journal.META_KEY]))["batches"]
+
+
+def test_ctrl_c_stops_at_once_inside_a_long_tensorflow_op_and_keeps_the_finished_batches(workdir, tmp_path):
+    """A Python signal handler waits for TensorFlow's op to return (here: never); pcl-attack's
+    Ctrl-C does not. One line, exit 130, the journal intact, no temporary or report file."""
+    stem = str(tmp_path / "report")
+    proc = pcl_attack("hang", f"--workdir={workdir}", f"--output={stem}", *ATTACK_ARGS)
+    try:
+        lines = []
+        while not lines or lines[-1] not in ("in the endless op\n", ""):
+            lines.append(proc.stdout.readline())  # "" at the end of the output: the run ended
+        time.sleep(1.0)  # well inside the op
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # Ctrl-C did not stop it: the op never ends
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == ("pcl-attack: interrupted: the batches already attacked are kept in the "
+                                            "report's .partial journal; run the same command to resume after them")
+    assert journal_batches(glob.glob(stem + ".partial/*.npz")[0]) == 1
+    leftovers = [name for _, _, names in os.walk(tmp_path) for name in names if name.endswith(".tmp")]
+    assert not leftovers and not os.path.exists(stem + ".json")

@@ -173,6 +173,8 @@ def main(argv):
         png = evaluate_runs.plot_features(FLAGS.workdir, FLAGS.plot_features, _parse_eps(), settings=_settings())
         print(f"feature plot: {png}")
         return
+    common.exit_at_once_on_ctrl_c(PROG, "interrupted: the batches already attacked are kept in the report's .partial "
+                                        "journal; run the same command to resume after them")
     evaluation = evaluate_runs.evaluate_workdirs(FLAGS.workdir, methods, _parse_eps(), settings=_settings(),
                                                  source_workdir=FLAGS.source_workdir, output=FLAGS.output,
                                                  run_audit=FLAGS.audit)

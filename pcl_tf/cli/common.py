@@ -80,6 +80,47 @@ def fail(prog: str, message: str, status: int = 2) -> None:
     sys.exit(status)
 
 
+# The socket pair of exit_at_once_on_ctrl_c (kept referenced: the signal handler writes into it).
+_CTRL_C_WAKEUP = []
+
+
+def exit_at_once_on_ctrl_c(prog: str, message: str) -> None:
+    """Makes Ctrl-C end this process within moments, with ``prog: message`` and exit 130, for a
+    command whose work is saved as it goes (pcl-attack's journal keeps every finished batch).
+
+    A Python signal handler runs only when the main thread is back in Python, and one batch of a
+    strong attack keeps it inside TensorFlow for minutes. Python's C-level handler, though, writes
+    the signal's number to the wakeup file descriptor at once; a watcher thread reading it exits
+    the process, after any file being written is complete (``io_utils.write_group``). Main thread
+    only (``signal.set_wakeup_fd``)."""
+    import signal
+    import socket
+    import threading
+
+    from pcl_tf import io_utils
+
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    _CTRL_C_WAKEUP[:] = [reader, writer]
+    # The watcher acts; the main thread must not also raise KeyboardInterrupt mid-write.
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+
+    def watch():
+        while True:
+            received = reader.recv(64)  # the numbers of the signals that arrived, one byte each
+            if not received:
+                return
+            if signal.SIGINT in received:
+                break
+        with io_utils.write_group():
+            sys.stderr.write(("\n" if sys.stderr.isatty() else "") + f"{prog}: {message}\n")
+            sys.stderr.flush()
+            os._exit(130)  # at once: no clean-up handler may wait for TensorFlow's running op
+
+    threading.Thread(target=watch, name="ctrl-c", daemon=True).start()
+
+
 def _last_line(error: BaseException) -> str:
     """The line that says what went wrong. ml_collections wraps a config file's exception with
     its whole traceback; keep the flag it concerns and the exception's own last line."""
