@@ -309,7 +309,7 @@ def plot(found: List[Dict], path: str) -> None:
     series = sorted({(r["label"], r["eps"]) for r in found})
     longest = max(r["train_minutes"] for r in found)
     for i, (label, eps) in enumerate(series):
-        points = sorted((r["train_minutes"], 100 * r["worst_case"], r["ci95"]["worst_case"]) for r in found
+        points = sorted((r["train_minutes"], 100 * r["worst_case"], r["ci95"]["worst_case"], r["steps"]) for r in found
                         if r["label"] == label and r["eps"] == eps)
         # Runs of one budget sit at the same minute: each series is shifted by a little (at most
         # 2.5 % of the axis) so that overlapping markers stay visible.
@@ -319,6 +319,11 @@ def plot(found: List[Dict], path: str) -> None:
         errors = [[max(0.0, y - 100 * p[2][0]) for y, p in zip(ys, points)],
                   [max(0.0, 100 * p[2][1] - y) for y, p in zip(ys, points)]]
         ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=f"{label}, ε={eps:g}")
+        # The steps each point got (the machine's speed has differed between the days runs trained
+        # on); on the smallest ε's points only, where they do not overlap (at larger ε they sit near 0).
+        if eps == min(e for _, e in series):
+            for x, y, p in zip(xs, ys, points):
+                ax.annotate(f"{p[3]} steps", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6)
     ax.set_xlim(0, 1.15 * longest)
     ax.set_ylim(-2, 100)
     ax.set_xlabel("training minutes (this 2-core CPU machine; series shifted slightly apart)")
