@@ -62,7 +62,7 @@ CALIBRATION_MINUTES = 1.0
 # run out before the budget: a run's speed differs from its calibration minute in both directions
 # (2026-12-02, this 2-core VM: N-FGSM calibrated at 0.75 steps/s and trained at 0.57, the per-epoch
 # robust validation included; Madry PGD-10 at 0.131 and 0.143; 2026-12-03, the same VM: N-FGSM
-# trained at 1.07). Planning too many costs nothing: the learning rate follows the clock
+# trained at 1.39). Planning too many costs nothing: the learning rate follows the clock
 # (one_cycle_time) and the budget stops the run; a row whose run ran out of epochs says so.
 PLANNED_STEPS_OVER_CALIBRATED = 2.5
 EVAL_METHODS = "fgsm,pgd,apgd-ce,apgd-t,square"
@@ -190,8 +190,8 @@ def rows(root: str, methods: List[Method], minutes: List[float], train_eps: floa
                     "method": method.name, "label": method.label, "budget_minutes": budget, "train_eps": train_eps,
                     "eps": eps,
                     "train_minutes": round(metrics["train_seconds"] / 60, 1),
-                    # The work the minutes bought: this VM's speed has differed by up to 2x between
-                    # sessions (N-FGSM 0.57 steps/s on 2026-12-02, 1.07 on 2026-12-03).
+                    # The work the minutes bought: this VM's speed has differed 2.4x between runs
+                    # (N-FGSM 0.57 steps/s in the night of 2026-12-03, 1.39 the next day).
                     "steps": metrics["steps_done"],
                     "steps_per_second": round(metrics["steps_done"] / metrics["train_seconds"], 3),
                     # Training images drawn over the training set's size (a run below two epochs
