@@ -15,12 +15,14 @@ def test_schedule_fills_the_budget_in_whole_epochs_or_two_passes_over_a_subset()
     # Planned for 2.5x the calibrated steps (the budget, not the epochs, ends a run).
     assert ttr.PLANNED_STEPS_OVER_CALIBRATED == 2.5
     assert ttr.STEPS_PER_EPOCH == 231  # 59,000 training images (1,000 held out) in batches of 256
-    # 1 step/s for 30 min: 4,500 planned steps = 19 full adversarial epochs of 231; 7.6 expected to
-    # fit. PCL's clean CE warm-up comes on top: 1 epoch (1/7 of 1 + 7.6, rounded).
-    assert ttr.plan_schedule(1.0, 30, pcl=False) == {"train.epochs": 19, "train.num_examples": 0, "train.warmup_epochs": 0}
-    assert ttr.plan_schedule(1.0, 30, pcl=True) == {"train.epochs": 20, "train.num_examples": 0, "train.warmup_epochs": 1}
-    # 3 steps/s for 60 min: 27,000 planned = 116 epochs, 46.4 expected: 8 warm-up epochs (8/54 ~ 1/7).
-    assert ttr.plan_schedule(3.0, 60, pcl=True) == {"train.epochs": 124, "train.num_examples": 0, "train.warmup_epochs": 8}
+    # 1 step/s for 30 min: 4,500 planned steps = 20 full adversarial epochs of 231 (rounded up);
+    # 8 expected to fit. PCL's clean CE warm-up comes on top: 1 epoch (1/7 of 1 + 8, rounded).
+    assert ttr.plan_schedule(1.0, 30, pcl=False) == {"train.epochs": 20, "train.num_examples": 0, "train.warmup_epochs": 0}
+    assert ttr.plan_schedule(1.0, 30, pcl=True) == {"train.epochs": 21, "train.num_examples": 0, "train.warmup_epochs": 1}
+    # 0.12 step/s (TRADES' calibration) for 30 min: 540 planned steps = 3 epochs, not 2 (462 steps).
+    assert ttr.plan_schedule(0.12, 30, pcl=False)["train.epochs"] == 3
+    # 3 steps/s for 60 min: 27,000 planned = 117 epochs, 46.8 expected: 8 warm-up epochs (8/55 ~ 1/7).
+    assert ttr.plan_schedule(3.0, 60, pcl=True) == {"train.epochs": 125, "train.num_examples": 0, "train.warmup_epochs": 8}
     # 0.05 step/s for 30 min = 225 planned steps: two passes over 112 batches of the training set
     # (plus the 1,000 images held out for robust early stopping); PCL's warm-up is one clean pass
     # over the same images first (a whole epoch is the least it can be).
