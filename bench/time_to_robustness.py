@@ -120,7 +120,7 @@ def plan_schedule(steps_per_second: float, minutes: float, pcl: bool) -> Dict[st
     steps = max(2, int(PLANNED_STEPS_OVER_CALIBRATED * steps_per_second * minutes * 60))
     if steps >= 2 * STEPS_PER_EPOCH:
         # Rounded up: rounding down can take most of the margin (TRADES on 2026-12-03: 540 planned
-        # steps gave 2 epochs, 462 steps, and the run, 2.3x faster than calibrated, ran out of them).
+        # steps gave 2 epochs, 462 steps, and the run, 2.4x faster than calibrated, ran out of them).
         epochs, examples = -(-steps // STEPS_PER_EPOCH), 0
     else:
         # Training images plus the held-out robust-validation slice, taken from the same first images.
