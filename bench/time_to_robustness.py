@@ -310,6 +310,7 @@ def plot(found: List[Dict], path: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series = sorted({(r["label"], r["eps"]) for r in found})
     longest = max(r["train_minutes"] for r in found)
+    smallest_eps = min(eps for _, eps in series)
     for i, (label, eps) in enumerate(series):
         points = sorted((r["train_minutes"], 100 * r["worst_case"], r["ci95"]["worst_case"], r["steps"]) for r in found
                         if r["label"] == label and r["eps"] == eps)
@@ -323,7 +324,7 @@ def plot(found: List[Dict], path: str) -> None:
         ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=f"{label}, ε={eps:g}")
         # The steps each point got (the machine's speed has differed between the days runs trained
         # on); on the smallest ε's points only, where they do not overlap (at larger ε they sit near 0).
-        if eps == min(e for _, e in series):
+        if eps == smallest_eps:
             for x, y, p in zip(xs, ys, points):
                 ax.annotate(f"{p[3]} steps", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6)
     ax.set_xlim(0, 1.15 * longest)

@@ -26,28 +26,22 @@ def open_atomic(path: str, mode: str = "w") -> Iterator[IO]:
     """A file object for a temporary file beside ``path``; on a clean exit it is fsynced and
     renamed over ``path``, on an exception removed (``path`` keeps its old content)."""
     with _WRITING:
-        with _open_atomic(path, mode) as f:
-            yield f
-
-
-@contextlib.contextmanager
-def _open_atomic(path: str, mode: str) -> Iterator[IO]:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        # mkstemp makes the file 0600; a report or checkpoint index should get the permissions
-        # any other file the user writes gets (0666 less the umask).
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+        try:
+            # mkstemp makes the file 0600; a report or checkpoint index should get the permissions
+            # any other file the user writes gets (0666 less the umask).
+            os.fchmod(fd, 0o666 & ~_umask())
+            with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 def blocking_ancestor(path: str):
