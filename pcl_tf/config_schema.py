@@ -119,10 +119,15 @@ def base_config() -> ml_collections.ConfigDict:
     # Epochs at whose end a loadable copy of the model is kept in <workdir>/snapshots/epoch_<E>/
     # (pcl-attack takes it as a work dir): several budgets of one run's schedule.
     c.train.snapshot_epochs = ()
-    # Robust early stopping (Rice et al. 2020): hold out the last N training images, measure PGD-10
+    # Robust early stopping (Rice et al. 2020): hold out the last N training images, measure robust
     # accuracy on them after every epoch, keep the most robust epoch in <workdir>/best_robust/.
     c.train.robust_val_examples = 0  # 0 = off
     c.train.robust_val_eps = 0.0  # 0 = adv.eps_max when adversarially trained, else the paper's ε
+    # The attack robust early stopping validates with: "pgd" (cross-entropy PGD, Rice et al.'s) or
+    # "apgd-ce" (AutoAttack's first attack: sees the vanishing gradients of long single-step training
+    # that PGD misses, at several times the cost).
+    c.train.robust_val_attack = "pgd"
+    c.train.robust_val_steps = 0  # the validation attack's iterations; 0 = its default (PGD 10, APGD-CE 100)
     c.train.checkpoint_every_steps = 100  # a killed run loses at most this many steps; 0 = epochs only
     # Stop training after this many minutes of training time (all sessions together; 0 = off), at a
     # step boundary, then evaluate as usual: runs compared at equal compute (bench/time_to_robustness.py).

@@ -132,12 +132,13 @@ def train_and_evaluate(
             lambda: model.checkpoint_items(optimizers=False), state, write_copy_files))
     robust_validation = None
     if config.train.robust_val_examples:
-        # Rice et al.'s robust early stopping: PGD accuracy on the held-out slice every epoch,
+        # Rice et al.'s robust early stopping: robust accuracy on the held-out slice every epoch,
         # the most robust epoch kept in <workdir>/best_robust/.
         robust_validation = early_stopping.RobustValidation(
-            _robust_validation_data(config), _robust_validation_eps(config),
+            robust_validation_data(config), robust_validation_eps(config),
             os.path.join(workdir if chief else scratch, workdirs.BEST_ROBUST_DIR),
-            lambda: model.checkpoint_items(optimizers=False), write_copy_files)
+            lambda: model.checkpoint_items(optimizers=False), write_copy_files,
+            attack=config.train.robust_val_attack, steps=config.train.robust_val_steps or None)
         callbacks.append(robust_validation)
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False))
@@ -306,7 +307,7 @@ def _train_data(config, seed: int) -> tf.data.Dataset:
         num_examples_name="config.train.num_examples",
     )
 
-def _robust_validation_data(config) -> tf.data.Dataset:
+def robust_validation_data(config) -> tf.data.Dataset:
     """The held-out slice of robust early stopping: the last ``train.robust_val_examples`` of the
     training images a run uses, never trained on."""
     used = training_setup.used_train_examples(config)
@@ -314,7 +315,7 @@ def _robust_validation_data(config) -> tf.data.Dataset:
                      skip_examples=used - config.train.robust_val_examples,
                      num_examples=config.train.robust_val_examples, num_examples_name="config.train.robust_val_examples")
 
-def _robust_validation_eps(config) -> float:
+def robust_validation_eps(config) -> float:
     """``train.robust_val_eps``, or the largest ε adversarial training uses, or the paper's ε."""
     if config.train.robust_val_eps:
         return float(config.train.robust_val_eps)

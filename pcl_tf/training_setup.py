@@ -13,7 +13,7 @@ from typing import Optional
 import keras
 import ml_collections
 
-from pcl_tf import adversarial, building, catalogue, models, schedule, training
+from pcl_tf import adversarial, building, catalogue, early_stopping, models, schedule, training
 
 
 class ConfigError(ValueError):
@@ -86,6 +86,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "train.clip_global_norm": config.train.clip_global_norm,
         "train.robust_val_examples": config.train.robust_val_examples,
         "train.robust_val_eps": config.train.robust_val_eps,
+        "train.robust_val_steps": config.train.robust_val_steps,
         "train.time_budget_minutes": config.train.time_budget_minutes,
         "adv.trades_beta": config.adv.trades_beta,
         "adv.start_radius_ratio": config.adv.start_radius_ratio,
@@ -115,6 +116,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         )
     _validate_joint_stage_lr(config, plan)
     used = used_train_examples(config)
+    if config.train.robust_val_attack not in early_stopping.ATTACK_STEPS:
+        raise ConfigError(f"config.train.robust_val_attack={config.train.robust_val_attack!r}; choose "
+                          f"{' or '.join(early_stopping.ATTACK_STEPS)}")
     if config.train.robust_val_examples and config.train.robust_val_examples >= used:
         raise ConfigError(f"config.train.robust_val_examples={config.train.robust_val_examples} leaves no training "
                           f"images (the run uses {used}); hold out fewer")

@@ -292,6 +292,7 @@ def test_robust_early_stopping_logs_every_epoch_and_keeps_the_most_robust(tmp_pa
             best = json.load(f)
         assert best["epoch"] == 1 + robust.index(max(robust)) and best["val_robust_accuracy"] == max(robust)
         assert best["eps"] == 0.3  # madry's fixed ε
+        assert (best["attack"], best["attack_steps"]) == ("pgd", 10)  # Rice et al.'s PGD-10 unless configured
         model, _ = workdirs.load_trained(os.path.join(workdir, "best_robust"))
         assert model.inference_model()(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 10)
 
@@ -300,4 +301,14 @@ def test_robust_validation_must_leave_training_images():
     config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke")
     config.train.robust_val_examples = 128
     with pytest.raises(training_setup.ConfigError, match="leaves no training images"):
+        training_setup.validate_config(config)
+
+
+def test_an_unknown_robust_validation_attack_is_refused_naming_the_choices():
+    config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke")
+    config.train.robust_val_attack = "apgd"
+    with pytest.raises(training_setup.ConfigError, match=r"robust_val_attack='apgd'; choose pgd or apgd-ce"):
+        training_setup.validate_config(config)
+    config.train.robust_val_attack, config.train.robust_val_steps = "apgd-ce", -1
+    with pytest.raises(training_setup.ConfigError, match="robust_val_steps=-1 must be >= 0"):
         training_setup.validate_config(config)
