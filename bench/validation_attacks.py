@@ -8,7 +8,8 @@ is cheap but blind to vanishing gradients, which long single-step training can d
 clean, FGSM and robust accuracy under each attack on the run's own held-out slice (the last
 ``train.robust_val_examples`` training images it never trained on; ``--examples`` when the run had
 none) with exactly the code training uses (:class:`pcl_tf.early_stopping.RobustValidation`), and
-the seconds each attack took — the ratio is measured in the same process, minutes apart.
+the seconds each attack took — the ratio is measured in the same process, minutes apart. By default
+PGD-10, APGD-CE cut to 20 iterations (about twice PGD-10's gradients) and APGD-CE at AutoAttack's 100.
 
     python bench/validation_attacks.py --workdirs=runs/ttr/nfgsm_30min_eps0.1/best_robust,runs/ttr/nfgsm_60min_eps0.1/best_robust
 
@@ -45,8 +46,9 @@ def measure(workdir: str, attacks, examples: int) -> dict:
     row = {"workdir": workdir, "eps": eps, "n": int(config.train.robust_val_examples), "attacks": {}}
     with tempfile.TemporaryDirectory() as unused:  # measure() writes nothing; the callback wants a place
         for attack in attacks:
+            name, steps = parse_attack(attack)
             validation = early_stopping.RobustValidation(dataset, eps, os.path.join(unused, "best"),
-                                                         lambda: {}, None, attack=attack)
+                                                         lambda: {}, None, attack=name, steps=steps)
             validation.set_model(model)
             validation.dataset = dataset.take(1)
             validation.measure()  # compiles the attack on one batch: compiling is not part of its cost
@@ -58,8 +60,18 @@ def measure(workdir: str, attacks, examples: int) -> dict:
     return row
 
 
+def parse_attack(spec: str):
+    """``"apgd-ce:20"`` -> ``("apgd-ce", 20)``; ``"pgd"`` -> ``("pgd", None)`` (its default iterations)."""
+    name, _, steps = spec.partition(":")
+    if name not in early_stopping.ATTACK_STEPS or (steps and not (steps.isdigit() and int(steps) > 0)):
+        raise ValueError(f"{spec!r} is not an attack: give NAME or NAME:ITERATIONS, NAME one of "
+                         f"{', '.join(early_stopping.ATTACK_STEPS)}")
+    return name, int(steps) if steps else None
+
+
 def table(rows, attacks) -> str:
-    head = ["work dir", "n", "ε", "clean", "FGSM"] + [f"{a} ({rows[0]['attacks'][a]['steps']} it.)" for a in attacks]
+    head = ["work dir", "n", "ε", "clean", "FGSM"]
+    head += [f"{parse_attack(a)[0]} ({rows[0]['attacks'][a]['steps']} it.)" for a in attacks]
     head += [f"{attacks[-1]} − {attacks[0]}", "seconds (" + " / ".join(attacks) + ")"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -81,16 +93,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdirs", required=True, help="comma-separated pcl-train work dirs (or their best_robust/)")
-    parser.add_argument("--attacks", default=",".join(early_stopping.ATTACK_STEPS),
-                        help=f"from {', '.join(early_stopping.ATTACK_STEPS)}; the first is the baseline of the difference column")
+    parser.add_argument("--attacks", default="pgd,apgd-ce:20,apgd-ce",
+                        help=f"NAME or NAME:ITERATIONS, NAME from {', '.join(early_stopping.ATTACK_STEPS)}; "
+                             "the first is the baseline of the difference column")
     parser.add_argument("--examples", type=int, default=1000,
                         help="held-out images for a run trained without robust early stopping (its last N training images)")
     parser.add_argument("--out", default=RESULTS, help="the JSON written")
     args = parser.parse_args(argv)
     attacks = args.attacks.split(",")
-    unknown = [a for a in attacks if a not in early_stopping.ATTACK_STEPS]
-    if unknown:
-        parser.error(f"unknown attack(s) {', '.join(unknown)}; choose from {', '.join(early_stopping.ATTACK_STEPS)}")
+    for attack in attacks:
+        try:
+            parse_attack(attack)
+        except ValueError as e:
+            parser.error(f"--attacks: {e}")
     if args.examples <= 0:
         parser.error(f"--examples={args.examples} must be a positive number of images")
     missing = [w for w in args.workdirs.split(",") if not os.path.isdir(w)]

@@ -19,17 +19,18 @@ def test_table_puts_each_attack_side_by_side_with_the_difference_and_the_seconds
                 "val_robust_accuracy": robust}
 
     rows = [{"workdir": "runs/a", "n": 1000, "eps": 0.1,
-             "attacks": {"pgd": attack(10, 0.8, 12.0), "apgd-ce": attack(100, 0.752, 88.4)}}]
-    lines = validation_attacks.table(rows, ["pgd", "apgd-ce"]).splitlines()
-    assert lines[0] == ("| work dir | n | ε | clean | FGSM | pgd (10 it.) | apgd-ce (100 it.) | apgd-ce − pgd | "
-                        "seconds (pgd / apgd-ce) |")
+             "attacks": {"pgd": attack(10, 0.8, 12.0), "apgd-ce:100": attack(100, 0.752, 88.4)}}]
+    lines = validation_attacks.table(rows, ["pgd", "apgd-ce:100"]).splitlines()
+    assert lines[0] == ("| work dir | n | ε | clean | FGSM | pgd (10 it.) | apgd-ce (100 it.) | apgd-ce:100 − pgd | "
+                        "seconds (pgd / apgd-ce:100) |")
     assert lines[2] == ("| runs/a | 1000 | 0.1 | 90.0 [88.0, 91.7] | 80.0 [77.4, 82.4] | 80.0 [77.4, 82.4] | "
                         "75.2 [72.4, 77.8] | -4.8 | 12 / 88 |")
 
 
 @pytest.mark.parametrize("args, message", [
     (["--workdirs=nowhere"], "no work dir nowhere; give pcl-train work dirs"),
-    (["--workdirs=.", "--attacks=pgd,square"], "unknown attack(s) square; choose from pgd, apgd-ce"),
+    (["--workdirs=.", "--attacks=pgd,square"], "--attacks: 'square' is not an attack: give NAME or NAME:ITERATIONS"),
+    (["--workdirs=.", "--attacks=apgd-ce:0"], "--attacks: 'apgd-ce:0' is not an attack"),
     (["--workdirs=.", "--examples=0"], "--examples=0 must be a positive number of images"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
