@@ -31,6 +31,7 @@ from pcl_tf.cli.common import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 import common  # noqa: E402  (bench/common.py)
+import tensorflow as tf  # noqa: E402
 from pcl_tf import early_stopping, experiment, io_utils, report  # noqa: E402
 from pcl_tf import workdir as workdirs  # noqa: E402
 
@@ -111,6 +112,9 @@ def main(argv=None):
     missing = [w for w in args.workdirs.split(",") if not os.path.isdir(w)]
     if missing:
         parser.error(f"no work dir {', '.join(missing)}; give pcl-train work dirs")
+    # Every (run, attack) pair compiles its own functions, by design; TensorFlow's warning about
+    # "excessive retracing" would say so after the fifth.
+    tf.get_logger().setLevel("ERROR")
     try:
         rows = [measure(w, attacks, args.examples) for w in args.workdirs.split(",")]
     except workdirs.WorkdirError as e:
