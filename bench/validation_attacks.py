@@ -26,11 +26,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments"))
 
 from pcl_tf.cli.common import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 import common  # noqa: E402  (bench/common.py)
+import stash  # noqa: E402  (experiments/stash.py: the drivers' shared check of output paths)
 import tensorflow as tf  # noqa: E402
 from pcl_tf import early_stopping, experiment, io_utils, report  # noqa: E402
 from pcl_tf import workdir as workdirs  # noqa: E402
@@ -109,6 +111,7 @@ def main(argv=None):
             parser.error(f"--attacks: {e}")
     if args.examples <= 0:
         parser.error(f"--examples={args.examples} must be a positive number of images")
+    stash.refuse_unwritable(parser, files={"out": args.out})  # before half an hour of measuring, not after
     missing = [w for w in args.workdirs.split(",") if not os.path.isdir(w)]
     if missing:
         parser.error(f"no work dir {', '.join(missing)}; give pcl-train work dirs")

@@ -32,9 +32,13 @@ def test_table_puts_each_attack_side_by_side_with_the_difference_and_the_seconds
     (["--workdirs=.", "--attacks=pgd,square"], "--attacks: 'square' is not an attack: give NAME or NAME:ITERATIONS"),
     (["--workdirs=.", "--attacks=apgd-ce:0"], "--attacks: 'apgd-ce:0' is not an attack"),
     (["--workdirs=.", "--examples=0"], "--examples=0 must be a positive number of images"),
+    (["--out-blocked"], "cannot be written"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     out = tmp_path / "out.json"
+    if args == ["--out-blocked"]:  # the JSON's folder is a file: refused before any measuring
+        (tmp_path / "file").write_text("")
+        args, out = ["--workdirs=."], tmp_path / "file" / "out.json"
     done = subprocess.run([sys.executable, os.path.join(BENCH, "validation_attacks.py"), *args, f"--out={out}"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
