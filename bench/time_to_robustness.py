@@ -286,9 +286,7 @@ def ship(root: str, models_dir: str, methods: List[Method], minutes: List[float]
 def table(found: List[Dict]) -> str:
     lines = ["| method | trained at ε | budget (min) | trained (min) | steps (per s) | epochs | kept epoch | ε | n | clean | "
              "FGSM | PGD-10 | **worst case** |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-
-    def cell(value, interval):
-        return f"{100 * value:.1f} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+    cell = report.percent_with_interval
 
     for r in found:
         figures = [cell(r[key], r["ci95"][key]) for key in ("clean", "fgsm", "pgd")]

@@ -88,8 +88,7 @@ def table(rows, attacks) -> str:
 
 
 def _percent(accuracy: float, n: int) -> str:
-    low, high = report.wilson_interval(round(accuracy * n), n)
-    return f"{100 * accuracy:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+    return report.percent_with_interval(accuracy, report.wilson_interval(round(accuracy * n), n))
 
 
 def main(argv=None):

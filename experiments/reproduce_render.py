@@ -187,8 +187,7 @@ def _with_ci(count: Optional[int], n: int) -> str:
     """``robust % [low, high]`` with Wilson's 95 % interval."""
     if count is None:
         return PENDING
-    low, high = report.wilson_interval(count, n)
-    return f"{100 * count / n:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+    return report.percent_with_interval(count / n, report.wilson_interval(count, n))
 
 
 def _budget_curve(root: str, figures: str) -> str:

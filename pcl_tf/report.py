@@ -101,6 +101,13 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
+def percent_with_interval(accuracy: float, interval: Tuple[float, float]) -> str:
+    """``accuracy [low, high]`` in percent with one decimal: how every table quotes a robust accuracy
+    with its confidence interval (``interval`` as ``wilson_interval`` returns it)."""
+    low, high = interval
+    return f"{100 * accuracy:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> Tuple[float, float]:
     """Wilson's score interval for a proportion (95 % by default): the interval to quote with a
     robust accuracy of ``successes`` robust images out of ``n``. Unlike the normal approximation

@@ -26,6 +26,11 @@ def test_wilson_interval_refuses_impossible_counts(k, n):
         report.wilson_interval(k, n)
 
 
+def test_percent_with_interval_rounds_each_figure_to_one_decimal():
+    assert report.percent_with_interval(0.5, report.wilson_interval(500, 1000)) == "50.0 [46.9, 53.1]"
+    assert report.percent_with_interval(0.74049, (0.70651, 0.77)) == "74.0 [70.7, 77.0]"
+
+
 def test_report_names_differ_whenever_the_settings_do():
     """Two evaluations of one model with any setting changed never write the same file; the
     same evaluation run again finds its own report (and journal) under the same name."""
