@@ -21,6 +21,8 @@ CASES = [
     ("train", ["--dataset=imagenet", "--workdir=run"], 2, "unknown dataset 'imagenet'"),
     ("train", ["--dataset=fmnist", "--workdir=run", "--config.train.lr=abc"], 2, "could not convert"),
     ("train", ["--dataset=fmnist"], 2, "give --workdir"),
+    ("train", ["--dataset=fmnist", "--workdir=run", "--config.adv.eps_mn=0.1"], 2,
+     "unknown config field 'eps_mn' in a --config.<field>=value override; did you mean \"eps_min\""),
     ("train", ["--config=configs/fmnist_cnn6.py", "--dataset=cifar10", "--workdir=run"], 2, "conflicts with the config"),
     ("train", ["--dataset=fmnist", "--show_config"], 0, "adv.start = 'joint'  # When the adversarial copies start"),
     ("export", ["--help"], 0, "--export_dir"),

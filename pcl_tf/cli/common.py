@@ -123,8 +123,13 @@ def exit_at_once_on_ctrl_c(prog: str, message: str) -> None:
 
 def _last_line(error: BaseException) -> str:
     """The line that says what went wrong. ml_collections wraps a config file's exception with
-    its whole traceback; keep the flag it concerns and the exception's own last line."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    its whole traceback; keep the flag it concerns and the exception's own last line. A KeyError's
+    str() is the repr of its message (quotes and a literal "\\n"), so its message is read instead,
+    also where ml_collections wraps it in an AttributeError (an unknown --config.<field>)."""
+    while len(error.args) == 1 and isinstance(error.args[0], BaseException):
+        error = error.args[0]
+    text = error.args[0] if isinstance(error, KeyError) and error.args and isinstance(error.args[0], str) else str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return type(error).__name__
     if len(lines) == 1:
@@ -158,7 +163,9 @@ def make_flags_parser(prog: str) -> Callable[[Sequence[str]], Sequence[str]]:
                 fail(prog, "the --config file defines no get_config(); a config file defines get_config(variants='') "
                            "returning an ml_collections.ConfigDict, e.g. configs/fmnist_cnn6.py")
             if isinstance(e, (AttributeError, KeyError)):  # an override of a field the config lacks
-                message = f"unknown config field {message} in a --config.<field>=value override"
+                name, _, hint = message.partition(": ")  # ml_collections' "Did you mean ...?", where it has one
+                message = f"unknown config field {name} in a --config.<field>=value override" + (
+                    f"; {hint[0].lower()}{hint[1:]}" if hint else "")
             fail(prog, f"{message} (see {prog} --helpfull)")
 
     return parse
