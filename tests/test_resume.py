@@ -33,8 +33,10 @@ if slow:  # a visible pace, so the test can kill it mid-epoch; the arithmetic is
     original = checkpointing.StepCheckpoint.on_train_batch_end
     def paced(self, batch, logs=None):
         original(self, batch, logs)
-        with open(os.path.join(workdir, "progress.txt"), "w") as f:
+        # written then renamed, so the test never reads a half-written (empty) file
+        with open(os.path.join(workdir, "progress.tmp"), "w") as f:
             f.write(str(int(self.state.step.numpy())))
+        os.replace(os.path.join(workdir, "progress.tmp"), os.path.join(workdir, "progress.txt"))
         time.sleep(0.4)
     checkpointing.StepCheckpoint.on_train_batch_end = paced
 config = fmnist_cnn6.get_config("smoke")
@@ -71,8 +73,9 @@ def wait_for_step(proc, workdir, step, timeout=240):
     progress = workdir / "progress.txt"
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if progress.exists() and progress.read_text().strip() and int(progress.read_text()) >= step:
-            return int(progress.read_text())
+        text = progress.read_text().strip() if progress.exists() else ""
+        if text and int(text) >= step:
+            return int(text)
         time.sleep(0.05)
     proc.kill()
     pytest.fail(f"the run never reached step {step}")
