@@ -299,50 +299,70 @@ def table(found: List[Dict]) -> str:
 
 
 def plot(found: List[Dict], path: str) -> None:
-    """Worst-case robust accuracy against training minutes, one line per method and ε."""
+    """Worst-case robust accuracy against training minutes: one panel per evaluated ε, one colour per
+    method (the same in every panel), the steps each run's minutes bought in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    series = sorted({(r["label"], r["eps"]) for r in found})
+    eps_values = sorted({r["eps"] for r in found})
+    labels = sorted({r["label"] for r in found})
+    colours = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
     longest = max(r["train_minutes"] for r in found)
-    smallest_eps = min(eps for _, eps in series)
-    for i, (label, eps) in enumerate(series):
-        points = sorted((r["train_minutes"], 100 * r["worst_case"], r["ci95"]["worst_case"], r["steps"]) for r in found
-                        if r["label"] == label and r["eps"] == eps)
-        # Runs of one budget sit at the same minute: each series is shifted by a little (at most
-        # 2.5 % of the axis) so that overlapping markers stay visible.
-        dodge = (i - (len(series) - 1) / 2) * 0.05 * longest / max(len(series), 1)
-        xs, ys = [p[0] + dodge for p in points], [p[1] for p in points]
-        # (clamped at 0: at a count of 0 or n a bound equals the value up to float rounding)
-        errors = [[max(0.0, y - 100 * p[2][0]) for y, p in zip(ys, points)],
-                  [max(0.0, 100 * p[2][1] - y) for y, p in zip(ys, points)]]
-        ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=f"{label}, ε={eps:g}")
-        # The steps each point got (the machine's speed has differed between the days runs trained
-        # on); on the smallest ε's points only, where they do not overlap (at larger ε they sit near 0).
-        if eps == smallest_eps:
-            for x, y, p in zip(xs, ys, points):
-                ax.annotate(f"{p[3]} steps", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6)
-    ax.set_xlim(0, 1.15 * longest)
-    ax.set_ylim(-2, 100)
-    ax.set_xlabel("training minutes (this 2-core CPU machine; series shifted slightly apart)")
-    ax.set_ylabel("worst-case robust accuracy (%), 95 % CI")
-    ax.set_title("Fashion-MNIST CNN-6: robustness per training minute", fontsize=10)
-    save_figure(fig, ax, path)
+    # The first ε (the training ε) gets the wide panel: larger ones are near 0 for models trained below them.
+    fig, axes = plt.subplots(1, len(eps_values), figsize=(5 + 2.5 * len(eps_values), 5), sharey=True, squeeze=False,
+                             gridspec_kw={"width_ratios": [2] + [1] * (len(eps_values) - 1)})
+    for ax, eps in zip(axes[0], eps_values):
+        for i, label in enumerate(labels):
+            points = sorted((r["train_minutes"], 100 * r["worst_case"], r["ci95"]["worst_case"]) for r in found
+                            if r["label"] == label and r["eps"] == eps)
+            if not points:
+                continue
+            # Runs of one budget sit at the same minute: each method is shifted by a little (at most
+            # 4 % of the axis) so that overlapping markers stay visible.
+            dodge = (i - (len(labels) - 1) / 2) * 0.08 * longest / max(len(labels), 1)
+            xs, ys = [p[0] + dodge for p in points], [p[1] for p in points]
+            # (clamped at 0: at a count of 0 or n a bound equals the value up to float rounding)
+            errors = [[max(0.0, y - 100 * p[2][0]) for y, p in zip(ys, points)],
+                      [max(0.0, 100 * p[2][1] - y) for y, p in zip(ys, points)]]
+            ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, color=colours[label])
+        ax.set_xlim(0, 1.15 * longest)
+        ax.set_ylim(-2, 100)
+        ax.set_title(f"evaluated at ε = {eps:g}", fontsize=9)
+        ax.set_xlabel("training minutes (2-core CPU; methods shifted apart)", fontsize=7)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("worst-case robust accuracy (%), 95 % CI")
+    for label in labels:
+        axes[0][-1].plot([], [], marker="o", color=colours[label], label=legend_label(label, found))
+    fig.suptitle("Fashion-MNIST CNN-6: robustness per training minute", fontsize=10)
+    fig.legend(*axes[0][-1].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.035 * ((len(labels) + 1) // 2), 1, 1))
+    write_png(fig, path)
+
+
+def legend_label(label: str, found: List[Dict]) -> str:
+    """A method's legend entry with the steps each of its budgets bought (this machine's speed
+    differed between the days the runs trained on, so minutes alone do not say how much training)."""
+    steps = sorted({(r["budget_minutes"], r["steps"]) for r in found if r["label"] == label})
+    return f"{label}: " + ", ".join(f"{n} steps in {m:g} min" for m, n in steps)
+
+
+def write_png(fig, path: str) -> None:
+    """The PNG written atomically, the figure closed."""
+    import matplotlib.pyplot as plt
+
+    with io_utils.open_atomic(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
 
 
 def save_figure(fig, ax, path: str) -> None:
     """Grid, legend, tight layout; the PNG written atomically; the figure closed."""
-    import matplotlib.pyplot as plt
-
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    with io_utils.open_atomic(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
-    plt.close(fig)
+    write_png(fig, path)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

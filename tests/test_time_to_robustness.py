@@ -129,3 +129,17 @@ def test_ship_writes_a_portable_slim_copy_once_every_evaluation_is_done(tmp_path
         text = f.read()
     assert "fmnist_cnn6_madry_30min_eps0.1" in text and str(tmp_path) not in text
     assert ttr.ship(root, models, [method], [30], 0.1, [0.1, 0.3], 1000) == []  # never written over
+
+
+def test_the_plot_has_a_panel_per_eps_and_the_legend_says_the_steps_each_budget_bought(tmp_path):
+    def row(label, minutes, steps, eps, worst):
+        return {"label": label, "budget_minutes": minutes, "train_minutes": minutes + 0.1, "steps": steps, "eps": eps,
+                "worst_case": worst, "ci95": {"worst_case": [worst - 0.03, worst + 0.03]}}
+
+    found = [row("N-FGSM", 30, 1036, 0.1, 0.741), row("N-FGSM", 60, 5020, 0.1, 0.71), row("fast AT", 30, 2355, 0.1, 0.748),
+             row("N-FGSM", 30, 1036, 0.3, 0.0)]
+    assert ttr.legend_label("N-FGSM", found) == "N-FGSM: 1036 steps in 30 min, 5020 steps in 60 min"
+    for rows_, name in ((found, "two.png"), (found[:3], "one.png")):  # ε 0.1 and 0.3; ε 0.1 only
+        ttr.plot(rows_, str(tmp_path / name))
+        with open(tmp_path / name, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
