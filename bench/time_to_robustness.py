@@ -36,9 +36,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import shutil
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The trainings run through the reproduction driver's resumable step runner (experiments/).
@@ -171,6 +172,25 @@ def evaluate_step(root: str, method: Method, minutes: float, train_eps: float, e
 
 def _result_stem(root: str, name: str, eps: float, n: int) -> str:
     return os.path.join(root, "results", f"{name}_at{eps:g}_n{n}")
+
+
+_REPORT_NAME = re.compile(r"^(?P<method>[a-z_]+?)_(?P<minutes>[0-9.]+)min_eps(?P<train_eps>[0-9.]+)"
+                          r"_at(?P<eps>[0-9.]+)_n(?P<n>[0-9]+)\.json$")
+
+
+def evaluated_grid(root: str, train_eps: float, n: int) -> Tuple[List[Method], List[float], List[float]]:
+    """The methods, budgets and evaluation ε of every finished report under ``root``: what the
+    rendered table, JSON and plot show, whichever subset one invocation trained or evaluated (a run
+    of one method once rewrote the shared JSON with that method's row alone)."""
+    methods, minutes, eps_values = set(), set(), set()
+    for filename in os.listdir(os.path.join(root, "results")) if os.path.isdir(os.path.join(root, "results")) else ():
+        match = _REPORT_NAME.match(filename)
+        if (match and match["method"] in METHODS and float(match["train_eps"]) == train_eps
+                and int(match["n"]) == n):
+            methods.add(match["method"])
+            minutes.add(float(match["minutes"]))
+            eps_values.add(float(match["eps"]))
+    return [m for name, m in METHODS.items() if name in methods], sorted(minutes), sorted(eps_values)
 
 
 def rows(root: str, methods: List[Method], minutes: List[float], train_eps: float, eps_values: List[float],
@@ -414,7 +434,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                              args.dry_run)
     if args.dry_run:
         return
-    found = rows(args.root, methods, minutes, args.train_eps, eps_values, args.num_examples)
+    shown_methods, shown_minutes, shown_eps = evaluated_grid(args.root, args.train_eps, args.num_examples)
+    found = rows(args.root, shown_methods, shown_minutes, args.train_eps, shown_eps, args.num_examples)
     if not found:
         print("no finished evaluations yet")
         return

@@ -143,3 +143,19 @@ def test_the_plot_has_a_panel_per_eps_and_the_legend_says_the_steps_each_budget_
         ttr.plot(rows_, str(tmp_path / name))
         with open(tmp_path / name, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_render_shows_every_finished_evaluation_not_only_this_invocations_methods(tmp_path):
+    """Running one method (``--methods=pcl_trades``) must not drop the other rows from the shared JSON."""
+    root = str(tmp_path)
+    assert ttr.evaluated_grid(root, 0.1, 1000) == ([], [], [])  # no results folder yet
+    os.makedirs(os.path.join(root, "results"))
+    for stem in ("madry_30min_eps0.1_at0.1_n1000", "pcl_trades_30min_eps0.1_at0.1_n1000",
+                 "nfgsm_60min_eps0.1_at0.3_n1000",
+                 "fastat_30min_kept_clean10k",            # a side report: not a grid point
+                 "trades_30min_eps0.2_at0.1_n1000",       # trained at another ε
+                 "madry_30min_eps0.1_at0.1_n500"):        # another n
+        io_utils.write_json_atomic(os.path.join(root, "results", stem + ".json"), [{}])
+    methods, minutes, eps_values = ttr.evaluated_grid(root, 0.1, 1000)
+    assert [m.name for m in methods] == ["madry", "nfgsm", "pcl_trades"]  # the table's order, not the files'
+    assert (minutes, eps_values) == ([30.0, 60.0], [0.1, 0.3])
