@@ -21,7 +21,8 @@ after every epoch (robust early stopping's validation, ``train.robust_val_exampl
 
 Resumable like the other drivers (each training resumes from its checkpoint). Prints one
 Markdown table (epoch by epoch, both methods), writes
-``bench/results/catastrophic_overfitting.json`` and ``docs/figures/catastrophic_overfitting.png``.
+``bench/results/catastrophic_overfitting.json`` and ``docs/figures/catastrophic_overfitting.png``
+(``catastrophic_overfitting_eps0.4_10ep.*`` for the second command: each setting its own report).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from time_to_robustness import METHODS, RECIPE, _train_args, save_figure  # noqa
 from pcl_tf import history, io_utils  # noqa: E402
 
 VALIDATION_EXAMPLES = 1000
+# The setting of the first report (bench/results/catastrophic_overfitting.json): others get suffixed names.
+DEFAULT_EPS, DEFAULT_EPOCHS, DEFAULT_TRAIN_EXAMPLES = 0.3, 8, 20000
 CURVES = (("val_clean_accuracy", "clean", ":"), ("val_fgsm_accuracy", "FGSM", "--"),
           ("val_robust_accuracy", "PGD-10", "-"))
 
@@ -138,20 +141,37 @@ def plot(found: Dict[str, Dict[str, List]], eps: float, path: str) -> None:
     save_figure(fig, ax, path)
 
 
+def output_name(eps: float, epochs: int, train_examples: int) -> str:
+    """The default report name of one setting, so that runs at another ε or length never write over
+    the ε 0.3 / 8-epoch report (``catastrophic_overfitting_eps0.2_16ep`` for ε 0.2 over 16 epochs)."""
+    name = "catastrophic_overfitting"
+    if eps != DEFAULT_EPS:
+        name += f"_eps{eps:g}"
+    if epochs != DEFAULT_EPOCHS:
+        name += f"_{epochs}ep"
+    if train_examples != DEFAULT_TRAIN_EXAMPLES:
+        name += f"_{train_examples}img"
+    return name
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", required=True, help="where the runs and logs go (resumable)")
     parser.add_argument("--methods", default="fastat,nfgsm", help=f"from {', '.join(METHODS)}")
-    parser.add_argument("--eps", type=float, default=0.3, help="the fixed training and validation ε")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--train_examples", type=int, default=20000, help="training images per epoch")
+    parser.add_argument("--eps", type=float, default=DEFAULT_EPS, help="the fixed training and validation ε")
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    parser.add_argument("--train_examples", type=int, default=DEFAULT_TRAIN_EXAMPLES, help="training images per epoch")
     parser.add_argument("--stage", choices=("all", "render", "stash"), default="all",
                         help="stash: copy the runs' resumable state and the results into --stash")
     stash.add_flag(parser)
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
-    parser.add_argument("--json", default="bench/results/catastrophic_overfitting.json")
-    parser.add_argument("--png", default="docs/figures/catastrophic_overfitting.png")
+    parser.add_argument("--json", help="default: bench/results/<name>.json, the name saying ε, epochs and "
+                                        "images where they differ from the defaults")
+    parser.add_argument("--png", help="default: docs/figures/<name>.png, likewise")
     args = parser.parse_args(argv)
+    stem = output_name(args.eps, args.epochs, args.train_examples)
+    args.json = args.json or os.path.join("bench", "results", stem + ".json")
+    args.png = args.png or os.path.join("docs", "figures", stem + ".png")
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:

@@ -44,3 +44,11 @@ def test_table_has_one_row_per_epoch_and_a_dash_where_a_method_has_not_got_there
     lines = co.table(found).strip().splitlines()
     assert len(lines) == 4 and lines[2].startswith("| 1 | 80.0 | 50.0 | 40.0 | 80.0 | 50.0 | 45.0")
     assert lines[3] == "| 2 | 90.0 | 90.0 | 0.0 | – | – | – |"
+
+
+def test_each_setting_writes_its_own_report_by_default():
+    """A run at another ε or length must not write over the ε 0.3 / 8-epoch report the docs cite."""
+    assert co.output_name(0.3, 8, 20000) == "catastrophic_overfitting"
+    assert co.output_name(0.2, 8, 20000) == "catastrophic_overfitting_eps0.2"
+    assert co.output_name(0.2, 16, 20000) == "catastrophic_overfitting_eps0.2_16ep"
+    assert co.output_name(0.3, 8, 5000) == "catastrophic_overfitting_5000img"
