@@ -50,8 +50,8 @@ CURVES = (("val_clean_accuracy", "clean", ":"), ("val_fgsm_accuracy", "FGSM", "-
           ("val_robust_accuracy", "PGD-10", "-"))
 
 
-def run_name(method: str, eps: float) -> str:
-    return f"{method}_eps{eps:g}"
+def run_name(method: str, eps: float, eps_ramp_epochs: float = 0.0) -> str:
+    return f"{method}_eps{eps:g}" + (f"_ramp{eps_ramp_epochs:g}" if eps_ramp_epochs else "")
 
 
 # These runs are planned in epochs, not minutes: the budget recipe's one-cycle over the planned
@@ -59,21 +59,26 @@ def run_name(method: str, eps: float) -> str:
 SCHEDULE = {"train.lr_schedule": "one_cycle", "train.time_budget_minutes": 0}
 
 
-def train_step(root: str, method: str, eps: float, epochs: int, train_examples: int) -> Step:
-    """One method's training: ``train_examples`` images per epoch plus the held-out validation slice."""
-    workdir = os.path.join(root, run_name(method, eps))
-    fields = {**SCHEDULE, "train.epochs": epochs, "train.warmup_epochs": 0, "train.num_examples": train_examples + VALIDATION_EXAMPLES,
+def train_step(root: str, method: str, eps: float, epochs: int, train_examples: int,
+               eps_ramp_epochs: float = 0.0) -> Step:
+    """One method's training: ``train_examples`` images per epoch plus the held-out validation slice;
+    with ``eps_ramp_epochs`` the training ε grows linearly from 0 over that many epochs (validation
+    stays at the full ε)."""
+    name = run_name(method, eps, eps_ramp_epochs)
+    workdir = os.path.join(root, name)
+    ramp = {"adv.eps_ramp_epochs": eps_ramp_epochs} if eps_ramp_epochs else {}
+    fields = {**SCHEDULE, **ramp, "train.epochs": epochs, "train.warmup_epochs": 0, "train.num_examples": train_examples + VALIDATION_EXAMPLES,
               "train.robust_val_examples": VALIDATION_EXAMPLES, "train.robust_val_eps": eps,
               "eval.num_examples": VALIDATION_EXAMPLES}
-    return Step(f"train_{run_name(method, eps)}", _train_args(METHODS[method], workdir, eps, fields),
+    return Step(f"train_{name}", _train_args(METHODS[method], workdir, eps, fields),
                 os.path.join(workdir, "metrics.json"))
 
 
-def curves(root: str, methods: List[str], eps: float) -> Dict[str, Dict[str, List]]:
+def curves(root: str, methods: List[str], eps: float, eps_ramp_epochs: float = 0.0) -> Dict[str, Dict[str, List]]:
     """Each method's per-epoch validation accuracies so far (history.json is written as each epoch ends)."""
     found = {}
     for method in methods:
-        past = history.read(os.path.join(root, run_name(method, eps)))
+        past = history.read(os.path.join(root, run_name(method, eps, eps_ramp_epochs)))
         if past.get("val_robust_accuracy"):
             found[method] = {key: past.get(key, []) for key, _, _ in CURVES} | {"epoch": past["epoch"]}
     return found
@@ -119,7 +124,7 @@ def table(found: Dict[str, Dict[str, List]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(found: Dict[str, Dict[str, List]], eps: float, path: str) -> None:
+def plot(found: Dict[str, Dict[str, List]], eps: float, path: str, eps_ramp_epochs: float = 0.0) -> None:
     """Validation accuracy against epochs: one colour per method, one line style per attack."""
     import matplotlib
 
@@ -137,11 +142,12 @@ def plot(found: Dict[str, Dict[str, List]], eps: float, path: str) -> None:
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(f"accuracy on {VALIDATION_EXAMPLES} held-out images (%)")
     ax.set_ylim(-2, 102)
-    ax.set_title(f"Fashion-MNIST CNN-6, single-step adversarial training at ε = {eps:g}", fontsize=10)
+    ramp = f" (ramped from 0 over {eps_ramp_epochs:g} epochs)" if eps_ramp_epochs else ""
+    ax.set_title(f"Fashion-MNIST CNN-6, single-step adversarial training at ε = {eps:g}{ramp}", fontsize=10)
     save_figure(fig, ax, path)
 
 
-def output_name(eps: float, epochs: int, train_examples: int) -> str:
+def output_name(eps: float, epochs: int, train_examples: int, eps_ramp_epochs: float = 0.0) -> str:
     """The default report name of one setting, so that runs at another ε or length never write over
     the ε 0.3 / 8-epoch report (``catastrophic_overfitting_eps0.2_16ep`` for ε 0.2 over 16 epochs)."""
     name = "catastrophic_overfitting"
@@ -151,6 +157,8 @@ def output_name(eps: float, epochs: int, train_examples: int) -> str:
         name += f"_{epochs}ep"
     if train_examples != DEFAULT_TRAIN_EXAMPLES:
         name += f"_{train_examples}img"
+    if eps_ramp_epochs:
+        name += f"_ramp{eps_ramp_epochs:g}"
     return name
 
 
@@ -161,6 +169,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--eps", type=float, default=DEFAULT_EPS, help="the fixed training and validation ε")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--train_examples", type=int, default=DEFAULT_TRAIN_EXAMPLES, help="training images per epoch")
+    parser.add_argument("--eps_ramp_epochs", type=float, default=0.0,
+                        help="grow the training ε linearly from 0 over this many epochs (0: full ε from the start)")
     parser.add_argument("--stage", choices=("all", "render", "stash"), default="all",
                         help="stash: copy the runs' resumable state and the results into --stash")
     stash.add_flag(parser)
@@ -169,22 +179,25 @@ def main(argv: Optional[List[str]] = None) -> None:
                                         "images where they differ from the defaults")
     parser.add_argument("--png", help="default: docs/figures/<name>.png, likewise")
     args = parser.parse_args(argv)
-    stem = output_name(args.eps, args.epochs, args.train_examples)
+    stem = output_name(args.eps, args.epochs, args.train_examples, args.eps_ramp_epochs)
     args.json = args.json or os.path.join("bench", "results", stem + ".json")
     args.png = args.png or os.path.join("docs", "figures", stem + ".png")
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if args.eps_ramp_epochs < 0:
+        parser.error(f"--eps_ramp_epochs must be >= 0 (0: no ramp), got {args.eps_ramp_epochs:g}")
     stash.refuse_unwritable(parser, folders={"root": args.root}, files={"json": args.json, "png": args.png})
     if stash.handle(args, parser):
         return
     if args.stage == "all":
         for method in methods:
-            run_step(train_step(args.root, method, args.eps, args.epochs, args.train_examples), args.root, args.dry_run)
+            run_step(train_step(args.root, method, args.eps, args.epochs, args.train_examples, args.eps_ramp_epochs),
+                     args.root, args.dry_run)
     if args.dry_run:
         return
-    found = curves(args.root, methods, args.eps)
+    found = curves(args.root, methods, args.eps, args.eps_ramp_epochs)
     if not found:
         print("no finished epochs yet")
         return
@@ -194,9 +207,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(describe(METHODS[method].label, found_diagnosis))
     io_utils.write_json_atomic(args.json, {
         **common.environment(), "eps": args.eps, "epochs": args.epochs, "train_examples": args.train_examples,
+        "eps_ramp_epochs": args.eps_ramp_epochs,
         "validation_examples": VALIDATION_EXAMPLES, "recipe": {"variant": RECIPE, **SCHEDULE}, "curves": found,
         "diagnosis": diagnoses, "command": " ".join(sys.argv)})
-    plot(found, args.eps, args.png)
+    plot(found, args.eps, args.png, args.eps_ramp_epochs)
     print(f"wrote {args.json} and {args.png}")
 
 

@@ -52,3 +52,15 @@ def test_each_setting_writes_its_own_report_by_default():
     assert co.output_name(0.2, 8, 20000) == "catastrophic_overfitting_eps0.2"
     assert co.output_name(0.2, 16, 20000) == "catastrophic_overfitting_eps0.2_16ep"
     assert co.output_name(0.3, 8, 5000) == "catastrophic_overfitting_5000img"
+
+
+def test_a_ramped_run_is_its_own_run_and_report(tmp_path):
+    """The ε ramp (training ε from 0 to full over the first epochs) is the curriculum to try where a
+    fixed ε collapses: its runs and report must not mix with the fixed-ε ones at the same ε."""
+    ramped = co.train_step(str(tmp_path), "fastat", 0.3, 8, 20000, eps_ramp_epochs=3)
+    fixed = co.train_step(str(tmp_path), "fastat", 0.3, 8, 20000)
+    assert "--config.adv.eps_ramp_epochs=3" in ramped.args
+    assert not any("eps_ramp" in a for a in fixed.args)
+    assert f"--workdir={tmp_path}/fastat_eps0.3_ramp3" in ramped.args and ramped.done_when != fixed.done_when
+    assert "--config.train.robust_val_eps=0.3" in ramped.args  # validated at the full ε throughout
+    assert co.output_name(0.3, 8, 20000, 3) == "catastrophic_overfitting_ramp3"
