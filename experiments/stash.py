@@ -113,6 +113,13 @@ def _copy_run(source: str, target: str, newest: Optional[str]) -> None:
             if newest is not None and os.path.isdir(os.path.join(source, folder)):
                 shutil.copytree(os.path.join(source, folder), os.path.join(scratch, folder),
                                 ignore=shutil.ignore_patterns(".*"))
+        kept = os.path.join(source, "best_robust")
+        if newest is None and os.path.isdir(kept):
+            # Without weights, the kept point's record still travels: the drivers' tables read it.
+            os.makedirs(os.path.join(scratch, "best_robust"))
+            for name in os.listdir(kept):
+                if name.endswith(".json") and not name.startswith("."):
+                    shutil.copyfile(os.path.join(kept, name), os.path.join(scratch, "best_robust", name))
         if os.path.exists(target):
             shutil.rmtree(target)
         os.rename(scratch, target)
@@ -124,11 +131,13 @@ def stash(root: str, destination: str, runs: Optional[Iterable[str]] = None,
           results_under: Optional[Iterable[str]] = None, without_weights: Iterable[str] = ()) -> List[str]:
     """Copies the resumable state of ``runs`` (work dirs relative to ``root``; default: every one
     found) and the finished results (those below ``results_under`` when given) into
-    ``destination``. Runs below a folder of ``without_weights`` (a benchmark's calibrations: only
-    their metrics are read again) are stashed without their checkpoint, which keeps the
+    ``destination``. Runs in or below a folder of ``without_weights`` (a benchmark's calibrations, whose
+    metrics alone are read again; finished runs whose kept weights ship elsewhere) are stashed
+    without their checkpoints, with their records (and ``best_robust/``'s), which keeps the
     repository small. Each run's copy replaces the previous one atomically. Returns the runs
     stashed (a run without a checkpoint yet is left out)."""
     runs = workdirs(root) if runs is None else list(runs)
+    without_weights = list(without_weights)
     light = tuple(os.path.join(w, "") for w in without_weights)
     stashed = []
     for run in runs:
@@ -136,8 +145,9 @@ def stash(root: str, destination: str, runs: Optional[Iterable[str]] = None,
         newest = checkpointing.newest_checkpoint_name(os.path.join(source, "checkpoints"))
         if newest is None:
             continue
-        _copy_run(source, os.path.join(destination, run), None if run.startswith(light) else newest)
-        weights = "without weights" if run.startswith(light) else newest
+        weightless = run in without_weights or run.startswith(light)
+        _copy_run(source, os.path.join(destination, run), None if weightless else newest)
+        weights = "without weights" if weightless else newest
         print(f"[stashed] {run}: {weights} -> {os.path.join(destination, run)}", flush=True)
         stashed.append(run)
     for path in _results(root, workdirs(root), results_under):

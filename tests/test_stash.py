@@ -53,7 +53,11 @@ def test_stash_carries_the_newest_checkpoint_and_finished_results_only(tmp_path)
     assert os.path.exists(os.path.join(run, "snapshots", "epoch_001", "metrics.json"))
     # Robust early stopping's kept epoch, which the benchmark evaluates, travels whole.
     assert os.path.exists(os.path.join(run, "best_robust", "checkpoints", "ckpt-1.index"))
-    assert sorted(os.listdir(os.path.join(dest, "calibrate", "madry"))) == ["config.json", "history.json", "metrics.json"]
+    # Without weights: the records, and the kept point's (its JSON files, which the tables read) alone.
+    assert sorted(os.listdir(os.path.join(dest, "calibrate", "madry"))) == ["best_robust", "config.json", "history.json",
+                                                                            "metrics.json"]
+    assert sorted(os.listdir(os.path.join(dest, "calibrate", "madry", "best_robust"))) == ["best_robust.json",
+                                                                                           "config.json"]
     assert os.listdir(os.path.join(dest, "results")) == ["madry_at0.1.json"]
     assert not os.path.exists(os.path.join(dest, "logs"))
     assert not [n for n in os.listdir(dest) if n.startswith(".")]

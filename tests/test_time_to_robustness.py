@@ -159,3 +159,14 @@ def test_the_render_shows_every_finished_evaluation_not_only_this_invocations_me
     methods, minutes, eps_values = ttr.evaluated_grid(root, 0.1, 1000)
     assert [m.name for m in methods] == ["madry", "nfgsm", "pcl_trades"]  # the table's order, not the files'
     assert (minutes, eps_values) == ([30.0, 60.0], [0.1, 0.3])
+
+
+def test_a_shipped_run_is_stashed_without_weights(tmp_path):
+    """Its kept weights are in models/: the stash keeps only the records the table reads."""
+    root, models = str(tmp_path / "root"), str(tmp_path / "models")
+    for name in ("fastat_30min_eps0.1", "trades_30min_eps0.1"):
+        os.makedirs(os.path.join(root, name))
+        io_utils.write_json_atomic(os.path.join(root, name, "config.json"), {})
+    os.makedirs(os.path.join(models, ttr.shipped_name("fastat_30min_eps0.1")))
+    assert ttr.shipped_runs(root, models) == ["fastat_30min_eps0.1"]
+    assert ttr.shipped_runs(str(tmp_path / "no_root"), models) == []
