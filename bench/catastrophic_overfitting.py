@@ -142,7 +142,7 @@ def plot(found: Dict[str, Dict[str, List]], eps: float, path: str, eps_ramp_epoc
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(f"accuracy on {VALIDATION_EXAMPLES} held-out images (%)")
     ax.set_ylim(-2, 102)
-    ramp = f" (ramped from 0 over {eps_ramp_epochs:g} epochs)" if eps_ramp_epochs else ""
+    ramp = f"\ntraining ε ramped from 0 over the first {eps_ramp_epochs:g} epochs" if eps_ramp_epochs else ""
     ax.set_title(f"Fashion-MNIST CNN-6, single-step adversarial training at ε = {eps:g}{ramp}", fontsize=10)
     save_figure(fig, ax, path)
 
