@@ -50,8 +50,18 @@ CURVES = (("val_clean_accuracy", "clean", ":"), ("val_fgsm_accuracy", "FGSM", "-
           ("val_robust_accuracy", "PGD-10", "-"))
 
 
-def run_name(method: str, eps: float, eps_ramp_epochs: float = 0.0) -> str:
-    return f"{method}_eps{eps:g}" + (f"_ramp{eps_ramp_epochs:g}" if eps_ramp_epochs else "")
+def _setting_suffix(epochs: int, train_examples: int, eps_ramp_epochs: float) -> str:
+    """What sets a run apart from the default setting besides ε: "_16ep", "_5000img", "_ramp3"."""
+    return ((f"_{epochs}ep" if epochs != DEFAULT_EPOCHS else "")
+            + (f"_{train_examples}img" if train_examples != DEFAULT_TRAIN_EXAMPLES else "")
+            + (f"_ramp{eps_ramp_epochs:g}" if eps_ramp_epochs else ""))
+
+
+def run_name(method: str, eps: float, epochs: int = DEFAULT_EPOCHS, train_examples: int = DEFAULT_TRAIN_EXAMPLES,
+             eps_ramp_epochs: float = 0.0) -> str:
+    """One run's directory under --root. Every setting has its own: a finished 8-epoch run must not
+    be reported (or extended, its one-cycle re-planned) as a 16-epoch one under the same root."""
+    return f"{method}_eps{eps:g}" + _setting_suffix(epochs, train_examples, eps_ramp_epochs)
 
 
 # These runs are planned in epochs, not minutes: the budget recipe's one-cycle over the planned
@@ -64,7 +74,7 @@ def train_step(root: str, method: str, eps: float, epochs: int, train_examples: 
     """One method's training: ``train_examples`` images per epoch plus the held-out validation slice;
     with ``eps_ramp_epochs`` the training ε grows linearly from 0 over that many epochs (validation
     stays at the full ε)."""
-    name = run_name(method, eps, eps_ramp_epochs)
+    name = run_name(method, eps, epochs, train_examples, eps_ramp_epochs)
     workdir = os.path.join(root, name)
     ramp = {"adv.eps_ramp_epochs": eps_ramp_epochs} if eps_ramp_epochs else {}
     fields = {**SCHEDULE, **ramp, "train.epochs": epochs, "train.warmup_epochs": 0, "train.num_examples": train_examples + VALIDATION_EXAMPLES,
@@ -74,11 +84,12 @@ def train_step(root: str, method: str, eps: float, epochs: int, train_examples: 
                 os.path.join(workdir, "metrics.json"))
 
 
-def curves(root: str, methods: List[str], eps: float, eps_ramp_epochs: float = 0.0) -> Dict[str, Dict[str, List]]:
+def curves(root: str, methods: List[str], eps: float, epochs: int = DEFAULT_EPOCHS,
+           train_examples: int = DEFAULT_TRAIN_EXAMPLES, eps_ramp_epochs: float = 0.0) -> Dict[str, Dict[str, List]]:
     """Each method's per-epoch validation accuracies so far (history.json is written as each epoch ends)."""
     found = {}
     for method in methods:
-        past = history.read(os.path.join(root, run_name(method, eps, eps_ramp_epochs)))
+        past = history.read(os.path.join(root, run_name(method, eps, epochs, train_examples, eps_ramp_epochs)))
         if past.get("val_robust_accuracy"):
             found[method] = {key: past.get(key, []) for key, _, _ in CURVES} | {"epoch": past["epoch"]}
     return found
@@ -150,16 +161,8 @@ def plot(found: Dict[str, Dict[str, List]], eps: float, path: str, eps_ramp_epoc
 def output_name(eps: float, epochs: int, train_examples: int, eps_ramp_epochs: float = 0.0) -> str:
     """The default report name of one setting, so that runs at another ε or length never write over
     the ε 0.3 / 8-epoch report (``catastrophic_overfitting_eps0.2_16ep`` for ε 0.2 over 16 epochs)."""
-    name = "catastrophic_overfitting"
-    if eps != DEFAULT_EPS:
-        name += f"_eps{eps:g}"
-    if epochs != DEFAULT_EPOCHS:
-        name += f"_{epochs}ep"
-    if train_examples != DEFAULT_TRAIN_EXAMPLES:
-        name += f"_{train_examples}img"
-    if eps_ramp_epochs:
-        name += f"_ramp{eps_ramp_epochs:g}"
-    return name
+    return ("catastrophic_overfitting" + (f"_eps{eps:g}" if eps != DEFAULT_EPS else "")
+            + _setting_suffix(epochs, train_examples, eps_ramp_epochs))
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -197,7 +200,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                      args.root, args.dry_run)
     if args.dry_run:
         return
-    found = curves(args.root, methods, args.eps, args.eps_ramp_epochs)
+    found = curves(args.root, methods, args.eps, args.epochs, args.train_examples, args.eps_ramp_epochs)
     if not found:
         print("no finished epochs yet")
         return

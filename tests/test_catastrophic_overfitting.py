@@ -64,3 +64,17 @@ def test_a_ramped_run_is_its_own_run_and_report(tmp_path):
     assert f"--workdir={tmp_path}/fastat_eps0.3_ramp3" in ramped.args and ramped.done_when != fixed.done_when
     assert "--config.train.robust_val_eps=0.3" in ramped.args  # validated at the full ε throughout
     assert co.output_name(0.3, 8, 20000, 3) == "catastrophic_overfitting_ramp3"
+
+
+def test_runs_of_another_length_or_size_are_their_own_runs(tmp_path):
+    """A finished 8-epoch run under --root must not be reported as (or extended into) a 16-epoch one:
+    epochs and images per epoch name the run like they name the report; the default setting keeps
+    the names its stashed runs have."""
+    default = co.train_step(str(tmp_path), "nfgsm", 0.2, 8, 20000)
+    longer = co.train_step(str(tmp_path), "nfgsm", 0.2, 16, 20000)
+    smaller = co.train_step(str(tmp_path), "nfgsm", 0.2, 8, 5000)
+    assert f"--workdir={tmp_path}/nfgsm_eps0.2" in default.args
+    assert f"--workdir={tmp_path}/nfgsm_eps0.2_16ep" in longer.args
+    assert f"--workdir={tmp_path}/nfgsm_eps0.2_5000img" in smaller.args
+    assert len({default.done_when, longer.done_when, smaller.done_when}) == 3
+    assert co.run_name("fastat", 0.3, 16, 5000, 2) == "fastat_eps0.3_16ep_5000img_ramp2"
