@@ -196,6 +196,8 @@ def train_and_evaluate(
         logging.info("at the time budget's end (step %d): held-out clean / FGSM / PGD accuracy %.3f / %.3f / %.3f%s",
                      budget_end["step"], budget_end["val_clean_accuracy"], budget_end["val_fgsm_accuracy"],
                      budget_end["val_robust_accuracy"], ", the most robust so far: kept" if budget_end["kept"] else "")
+        if chief:
+            _log_budget_end_to_tensorboard(os.path.join(workdir, "tensorboard"), budget_end)
     if not chief:
         shutil.rmtree(scratch, ignore_errors=True)  # now, not only at exit
 
@@ -250,6 +252,19 @@ def train_and_export(config: ml_collections.ConfigDict, workdir: str, *, strateg
         exported = export.export_workdir(workdir, export_dir)
     return metrics, exported
 
+
+
+def _log_budget_end_to_tensorboard(directory: str, budget_end: Dict) -> None:
+    """Adds the budget-end validation to the run's TensorBoard validation curves, so they end where
+    training ended rather than at the last finished epoch.
+
+    Keras' TensorBoard callback writes epoch ``e`` (1-based) at step ``e - 1``; the unfinished epoch
+    the budget stopped in gets the step that epoch would have had, under the same tags."""
+    writer = tf.summary.create_file_writer(os.path.join(directory, "validation"))
+    with writer.as_default():
+        for name in ("clean_accuracy", "fgsm_accuracy", "robust_accuracy"):
+            tf.summary.scalar(f"epoch_{name}", budget_end[f"val_{name}"], step=budget_end["epoch"] - 1)
+    writer.close()
 
 
 def _fit_segments(model, config, strategy, train_ds, segments, callbacks, verbose) -> Dict[str, list]:

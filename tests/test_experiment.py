@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from pcl_tf import early_stopping, experiment, io_utils, training_setup
@@ -112,12 +113,25 @@ def test_time_budget_stops_at_a_step_boundary_and_a_rerun_trains_no_further(tmp_
     robust = first["history"].get("val_robust_accuracy", []) + [end["val_robust_accuracy"]]
     assert best["val_robust_accuracy"] == max(robust)
     assert end["kept"] == (best.get("step") == first["steps_done"]) == best.get("unfinished_epoch", False)
+    # TensorBoard's validation curves carry it too: each epoch end, then the budget's end, once.
+    curve = _scalars(os.path.join(workdir, "tensorboard", "validation"), "epoch_robust_accuracy")
+    epochs = first["history"].get("epoch", []) + [end["epoch"]]
+    assert curve == sorted((e - 1, pytest.approx(r)) for e, r in zip(epochs, robust))
     snapshot = io_utils.read_json(os.path.join(workdir, "snapshots", "epoch_001", "metrics.json"))
     share = snapshot["train_seconds"] / 6.0  # rounded to 0.1 s: the tolerance below
     expected = config.train.lr * min(share / 0.4, (1 - share) / 0.6)
     assert 0 < share < 1 and snapshot["learning_rate"] == pytest.approx(max(expected, 0.0), abs=0.03 * config.train.lr)
     # The step-planned one-cycle over 200 epochs would still be near its start after one epoch.
     assert snapshot["learning_rate"] > 2 * config.train.lr * (first["steps_per_epoch"] / total) / 0.4
+
+
+def _scalars(directory, tag):
+    """(step, value) of every scalar summary ``tag`` in the event files of ``directory``, by step."""
+    points = []
+    for name in os.listdir(directory):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(directory, name)):
+            points += [(event.step, float(tf.make_ndarray(v.tensor))) for v in event.summary.value if v.tag == tag]
+    return sorted(points)
 
 
 def test_workdir_of_another_dataset_is_refused(tmp_path):
