@@ -132,14 +132,19 @@ def test_ship_writes_a_portable_slim_copy_once_every_evaluation_is_done(tmp_path
 
 
 def test_the_plot_has_a_panel_per_eps_and_the_legend_says_the_steps_each_budget_bought(tmp_path):
-    def row(label, minutes, steps, eps, worst):
+    def row(label, minutes, steps, eps, worst, train_eps=0.1):
         return {"label": label, "budget_minutes": minutes, "train_minutes": minutes + 0.1, "steps": steps, "eps": eps,
-                "worst_case": worst, "ci95": {"worst_case": [worst - 0.03, worst + 0.03]}}
+                "worst_case": worst, "ci95": {"worst_case": [worst - 0.03, worst + 0.03]}, "train_eps": train_eps}
 
     found = [row("N-FGSM", 30, 1036, 0.1, 0.741), row("N-FGSM", 60, 5020, 0.1, 0.71), row("fast AT", 30, 2355, 0.1, 0.748),
              row("N-FGSM", 30, 1036, 0.3, 0.0)]
     assert ttr.legend_label("N-FGSM", found) == "N-FGSM: 1036 steps in 30 min, 5020 steps in 60 min"
-    for rows_, name in ((found, "two.png"), (found[:3], "one.png")):  # ε 0.1 and 0.3; ε 0.1 only
+    assert ttr.legend_label("N-FGSM", found, 0.1) == "N-FGSM: 1036 steps in 30 min, 5020 steps in 60 min"
+    # A method trained at two ε is two series, each legend entry naming its training ε and its own steps.
+    mixed = found + [row("N-FGSM", 120, 1577, 0.3, 0.442, train_eps=0.3)]
+    assert ttr.legend_label("N-FGSM", mixed, 0.3) == "N-FGSM (trained at ε 0.3): 1577 steps in 120 min"
+    assert ttr.legend_label("N-FGSM", mixed, 0.1) == "N-FGSM (trained at ε 0.1): 1036 steps in 30 min, 5020 steps in 60 min"
+    for rows_, name in ((found, "two.png"), (found[:3], "one.png"), (mixed, "mixed.png")):  # ε 0.1 and 0.3; ε 0.1 only
         ttr.plot(rows_, str(tmp_path / name))
         with open(tmp_path / name, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -148,17 +153,17 @@ def test_the_plot_has_a_panel_per_eps_and_the_legend_says_the_steps_each_budget_
 def test_the_render_shows_every_finished_evaluation_not_only_this_invocations_methods(tmp_path):
     """Running one method (``--methods=pcl_trades``) must not drop the other rows from the shared JSON."""
     root = str(tmp_path)
-    assert ttr.evaluated_grid(root, 0.1, 1000) == ([], [], [])  # no results folder yet
+    assert ttr.evaluated_grid(root, 1000) == ([], [], [], [])  # no results folder yet
     os.makedirs(os.path.join(root, "results"))
     for stem in ("madry_30min_eps0.1_at0.1_n1000", "pcl_trades_30min_eps0.1_at0.1_n1000",
                  "nfgsm_60min_eps0.1_at0.3_n1000",
                  "fastat_30min_kept_clean10k",            # a side report: not a grid point
-                 "trades_30min_eps0.2_at0.1_n1000",       # trained at another ε
+                 "trades_120min_eps0.3_at0.3_n1000",      # trained at another ε: shown too
                  "madry_30min_eps0.1_at0.1_n500"):        # another n
         io_utils.write_json_atomic(os.path.join(root, "results", stem + ".json"), [{}])
-    methods, minutes, eps_values = ttr.evaluated_grid(root, 0.1, 1000)
-    assert [m.name for m in methods] == ["madry", "nfgsm", "pcl_trades"]  # the table's order, not the files'
-    assert (minutes, eps_values) == ([30.0, 60.0], [0.1, 0.3])
+    methods, minutes, train_eps_values, eps_values = ttr.evaluated_grid(root, 1000)
+    assert [m.name for m in methods] == ["madry", "nfgsm", "trades", "pcl_trades"]  # the table's order
+    assert (minutes, train_eps_values, eps_values) == ([30.0, 60.0, 120.0], [0.1, 0.3], [0.1, 0.3])
 
 
 def test_a_shipped_run_is_stashed_without_weights(tmp_path):
