@@ -262,8 +262,9 @@ def _log_budget_end_to_tensorboard(directory: str, budget_end: Dict) -> None:
     the budget stopped in gets the step that epoch would have had, under the same tags."""
     writer = tf.summary.create_file_writer(os.path.join(directory, "validation"))
     with writer.as_default():
-        for name in ("clean_accuracy", "fgsm_accuracy", "robust_accuracy"):
-            tf.summary.scalar(f"epoch_{name}", budget_end[f"val_{name}"], step=budget_end["epoch"] - 1)
+        for key, value in budget_end.items():  # the measurements RobustValidation adds to epoch logs
+            if key.startswith("val_"):
+                tf.summary.scalar("epoch_" + key[len("val_"):], value, step=budget_end["epoch"] - 1)
     writer.close()
 
 
