@@ -16,13 +16,15 @@ after every epoch (robust early stopping's validation, ``train.robust_val_exampl
 
     python bench/catastrophic_overfitting.py --root=runs/co                  # ε 0.3, 8 epochs of 20,000 images
     python bench/catastrophic_overfitting.py --root=runs/co --eps=0.4 --epochs=10
+    python bench/catastrophic_overfitting.py --root=runs/co --eps=0.2 --methods=fgsm,nfgsm   # N-FGSM's noise alone
     python bench/catastrophic_overfitting.py --root=runs/co --stage=render   # table, JSON and PNG so far
     python bench/catastrophic_overfitting.py --root=runs/co --stash=bench/in_progress/co --stage=stash   # carry to a later session
 
 Resumable like the other drivers (each training resumes from its checkpoint). Prints one
 Markdown table (epoch by epoch, both methods), writes
 ``bench/results/catastrophic_overfitting.json`` and ``docs/figures/catastrophic_overfitting.png``
-(``catastrophic_overfitting_eps0.4_10ep.*`` for the second command: each setting its own report).
+(``catastrophic_overfitting_eps0.4_10ep.*`` for the second command, ``..._eps0.2_fgsm_nfgsm.*``
+for the third: each setting and pair of methods its own report).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The trainings run through the reproduction driver's resumable step runner (experiments/).
@@ -39,11 +41,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 import stash  # noqa: E402  (experiments/stash.py; imports TensorFlow quietly, so first)
 import common  # noqa: E402  (bench/common.py)
 from reproduce_fmnist import Step, run_step  # noqa: E402
-from time_to_robustness import METHODS, RECIPE, _train_args, save_figure  # noqa: E402
+from time_to_robustness import METHODS as BUDGET_METHODS, RECIPE, Method, _train_args, save_figure  # noqa: E402
 
 from pcl_tf import history, io_utils  # noqa: E402
 
 VALIDATION_EXAMPLES = 1000
+# The budget benchmark's methods, and plain FGSM training (one step of ε from the clean image, the
+# ``advfgsm`` variant's attack, on adversarial images only at a fixed ε): the textbook case of
+# catastrophic overfitting. Beside N-FGSM — the same step of ε, from noise — it is the ablation of
+# N-FGSM's guard alone; beside fast AT, of the random start.
+METHODS = {**BUDGET_METHODS, "fgsm": Method("fgsm", "FGSM (no random start)", "softmax,madry,advfgsm")}
+DEFAULT_METHODS = ("fastat", "nfgsm")
 # The setting of the first report (bench/results/catastrophic_overfitting.json): others get suffixed names.
 DEFAULT_EPS, DEFAULT_EPOCHS, DEFAULT_TRAIN_EXAMPLES = 0.3, 8, 20000
 CURVES = (("val_clean_accuracy", "clean", ":"), ("val_fgsm_accuracy", "FGSM", "--"),
@@ -158,17 +166,21 @@ def plot(found: Dict[str, Dict[str, List]], eps: float, path: str, eps_ramp_epoc
     save_figure(fig, ax, path)
 
 
-def output_name(eps: float, epochs: int, train_examples: int, eps_ramp_epochs: float = 0.0) -> str:
-    """The default report name of one setting, so that runs at another ε or length never write over
-    the ε 0.3 / 8-epoch report (``catastrophic_overfitting_eps0.2_16ep`` for ε 0.2 over 16 epochs)."""
+def output_name(eps: float, epochs: int, train_examples: int, eps_ramp_epochs: float = 0.0,
+                methods: Sequence[str] = DEFAULT_METHODS) -> str:
+    """The default report name of one setting and pair of methods, so that runs at another ε or
+    length, or of other methods, never write over the ε 0.3 / 8-epoch fast AT vs N-FGSM report
+    (``catastrophic_overfitting_eps0.2_16ep`` for ε 0.2 over 16 epochs,
+    ``catastrophic_overfitting_eps0.2_fgsm_nfgsm`` for plain FGSM against N-FGSM)."""
     return ("catastrophic_overfitting" + (f"_eps{eps:g}" if eps != DEFAULT_EPS else "")
-            + _setting_suffix(epochs, train_examples, eps_ramp_epochs))
+            + _setting_suffix(epochs, train_examples, eps_ramp_epochs)
+            + ("_" + "_".join(methods) if tuple(methods) != DEFAULT_METHODS else ""))
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", required=True, help="where the runs and logs go (resumable)")
-    parser.add_argument("--methods", default="fastat,nfgsm", help=f"from {', '.join(METHODS)}")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"from {', '.join(METHODS)}")
     parser.add_argument("--eps", type=float, default=DEFAULT_EPS, help="the fixed training and validation ε")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--train_examples", type=int, default=DEFAULT_TRAIN_EXAMPLES, help="training images per epoch")
@@ -182,13 +194,13 @@ def main(argv: Optional[List[str]] = None) -> None:
                                         "images where they differ from the defaults")
     parser.add_argument("--png", help="default: docs/figures/<name>.png, likewise")
     args = parser.parse_args(argv)
-    stem = output_name(args.eps, args.epochs, args.train_examples, args.eps_ramp_epochs)
-    args.json = args.json or os.path.join("bench", "results", stem + ".json")
-    args.png = args.png or os.path.join("docs", "figures", stem + ".png")
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    stem = output_name(args.eps, args.epochs, args.train_examples, args.eps_ramp_epochs, methods)
+    args.json = args.json or os.path.join("bench", "results", stem + ".json")
+    args.png = args.png or os.path.join("docs", "figures", stem + ".png")
     if args.eps_ramp_epochs < 0:
         parser.error(f"--eps_ramp_epochs must be >= 0 (0: no ramp), got {args.eps_ramp_epochs:g}")
     stash.refuse_unwritable(parser, folders={"root": args.root}, files={"json": args.json, "png": args.png})

@@ -52,6 +52,24 @@ def test_each_setting_writes_its_own_report_by_default():
     assert co.output_name(0.2, 8, 20000) == "catastrophic_overfitting_eps0.2"
     assert co.output_name(0.2, 16, 20000) == "catastrophic_overfitting_eps0.2_16ep"
     assert co.output_name(0.3, 8, 5000) == "catastrophic_overfitting_5000img"
+    # Other methods at a setting already reported (fast AT against N-FGSM) get their own report.
+    assert co.output_name(0.2, 8, 20000, methods=["fgsm", "nfgsm"]) == "catastrophic_overfitting_eps0.2_fgsm_nfgsm"
+    assert co.output_name(0.2, 8, 20000, methods=["fastat", "nfgsm"]) == "catastrophic_overfitting_eps0.2"
+
+
+def test_plain_fgsm_is_n_fgsm_without_its_noise(tmp_path):
+    """The guard's ablation: plain FGSM training takes N-FGSM's step of ε from the clean image
+    (no noise, hence nothing to project), on adversarial images only at the same fixed ε."""
+    from pcl_tf import training_setup
+    from pcl_tf.configs import fmnist_cnn6
+
+    plain = co.train_step(str(tmp_path), "fgsm", 0.2, 8, 20000).args
+    guarded = co.train_step(str(tmp_path), "nfgsm", 0.2, 8, 20000).args
+    assert all(a.startswith(("--config=", "--workdir=")) for a in set(plain) ^ set(guarded))
+    assert f"--workdir={tmp_path}/fgsm_eps0.2" in plain
+    variants = next(a for a in plain if a.startswith("--config=")).split(":", 1)[1]
+    augment = training_setup.make_adversary(fmnist_cnn6.get_config(variants))
+    assert (augment.method, augment.include_clean) == ("fgsm", False)
 
 
 def test_a_ramped_run_is_its_own_run_and_report(tmp_path):
