@@ -30,6 +30,7 @@ for the third: each setting and pair of methods its own report).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from typing import Dict, List, Optional, Sequence
@@ -52,24 +53,37 @@ VALIDATION_EXAMPLES = 1000
 # N-FGSM's guard alone; beside fast AT, of the random start.
 METHODS = {**BUDGET_METHODS, "fgsm": Method("fgsm", "FGSM (no random start)", "softmax,madry,advfgsm")}
 DEFAULT_METHODS = ("fastat", "nfgsm")
-# The setting of the first report (bench/results/catastrophic_overfitting.json): others get suffixed names.
-DEFAULT_EPS, DEFAULT_EPOCHS, DEFAULT_TRAIN_EXAMPLES = 0.3, 8, 20000
 CURVES = (("val_clean_accuracy", "clean", ":"), ("val_fgsm_accuracy", "FGSM", "--"),
           ("val_robust_accuracy", "PGD-10", "-"))
 
 
-def _setting_suffix(epochs: int, train_examples: int, eps_ramp_epochs: float) -> str:
-    """What sets a run apart from the default setting besides ε: "_16ep", "_5000img", "_ramp3"."""
-    return ((f"_{epochs}ep" if epochs != DEFAULT_EPOCHS else "")
-            + (f"_{train_examples}img" if train_examples != DEFAULT_TRAIN_EXAMPLES else "")
-            + (f"_ramp{eps_ramp_epochs:g}" if eps_ramp_epochs else ""))
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """What the compared runs share: the fixed training and validation ε, the epochs the one-cycle
+    is planned over, the training images per epoch, and an optional ε ramp (the training ε grows
+    linearly from 0 over that many epochs; validation stays at the full ε). The defaults are the
+    setting of the first report (bench/results/catastrophic_overfitting.json)."""
+
+    eps: float = 0.3
+    epochs: int = 8
+    train_examples: int = 20000
+    eps_ramp_epochs: float = 0.0
+
+    def suffix(self) -> str:
+        """What sets it apart from the default besides ε: "_16ep", "_5000img", "_ramp3". Every
+        setting names its own runs: a finished 8-epoch run must not be reported (or extended, its
+        one-cycle re-planned) as a 16-epoch one under the same root."""
+        return ((f"_{self.epochs}ep" if self.epochs != DEFAULT.epochs else "")
+                + (f"_{self.train_examples}img" if self.train_examples != DEFAULT.train_examples else "")
+                + (f"_ramp{self.eps_ramp_epochs:g}" if self.eps_ramp_epochs else ""))
 
 
-def run_name(method: str, eps: float, epochs: int = DEFAULT_EPOCHS, train_examples: int = DEFAULT_TRAIN_EXAMPLES,
-             eps_ramp_epochs: float = 0.0) -> str:
-    """One run's directory under --root. Every setting has its own: a finished 8-epoch run must not
-    be reported (or extended, its one-cycle re-planned) as a 16-epoch one under the same root."""
-    return f"{method}_eps{eps:g}" + _setting_suffix(epochs, train_examples, eps_ramp_epochs)
+DEFAULT = Setting()
+
+
+def run_name(method: str, setting: Setting) -> str:
+    """One run's directory under --root (the default setting's names are those of its stashed runs)."""
+    return f"{method}_eps{setting.eps:g}" + setting.suffix()
 
 
 # These runs are planned in epochs, not minutes: the budget recipe's one-cycle over the planned
@@ -77,27 +91,25 @@ def run_name(method: str, eps: float, epochs: int = DEFAULT_EPOCHS, train_exampl
 SCHEDULE = {"train.lr_schedule": "one_cycle", "train.time_budget_minutes": 0}
 
 
-def train_step(root: str, method: str, eps: float, epochs: int, train_examples: int,
-               eps_ramp_epochs: float = 0.0) -> Step:
-    """One method's training: ``train_examples`` images per epoch plus the held-out validation slice;
-    with ``eps_ramp_epochs`` the training ε grows linearly from 0 over that many epochs (validation
-    stays at the full ε)."""
-    name = run_name(method, eps, epochs, train_examples, eps_ramp_epochs)
+def train_step(root: str, method: str, setting: Setting) -> Step:
+    """One method's training: ``setting.train_examples`` images per epoch plus the held-out
+    validation slice, adversarial from the first step at the setting's ε."""
+    name = run_name(method, setting)
     workdir = os.path.join(root, name)
-    ramp = {"adv.eps_ramp_epochs": eps_ramp_epochs} if eps_ramp_epochs else {}
-    fields = {**SCHEDULE, **ramp, "train.epochs": epochs, "train.warmup_epochs": 0, "train.num_examples": train_examples + VALIDATION_EXAMPLES,
-              "train.robust_val_examples": VALIDATION_EXAMPLES, "train.robust_val_eps": eps,
+    ramp = {"adv.eps_ramp_epochs": setting.eps_ramp_epochs} if setting.eps_ramp_epochs else {}
+    fields = {**SCHEDULE, **ramp, "train.epochs": setting.epochs, "train.warmup_epochs": 0,
+              "train.num_examples": setting.train_examples + VALIDATION_EXAMPLES,
+              "train.robust_val_examples": VALIDATION_EXAMPLES, "train.robust_val_eps": setting.eps,
               "eval.num_examples": VALIDATION_EXAMPLES}
-    return Step(f"train_{name}", _train_args(METHODS[method], workdir, eps, fields),
+    return Step(f"train_{name}", _train_args(METHODS[method], workdir, setting.eps, fields),
                 os.path.join(workdir, "metrics.json"))
 
 
-def curves(root: str, methods: List[str], eps: float, epochs: int = DEFAULT_EPOCHS,
-           train_examples: int = DEFAULT_TRAIN_EXAMPLES, eps_ramp_epochs: float = 0.0) -> Dict[str, Dict[str, List]]:
+def curves(root: str, methods: List[str], setting: Setting) -> Dict[str, Dict[str, List]]:
     """Each method's per-epoch validation accuracies so far (history.json is written as each epoch ends)."""
     found = {}
     for method in methods:
-        past = history.read(os.path.join(root, run_name(method, eps, epochs, train_examples, eps_ramp_epochs)))
+        past = history.read(os.path.join(root, run_name(method, setting)))
         if past.get("val_robust_accuracy"):
             found[method] = {key: past.get(key, []) for key, _, _ in CURVES} | {"epoch": past["epoch"]}
     return found
@@ -143,7 +155,7 @@ def table(found: Dict[str, Dict[str, List]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(found: Dict[str, Dict[str, List]], eps: float, path: str, eps_ramp_epochs: float = 0.0) -> None:
+def plot(found: Dict[str, Dict[str, List]], setting: Setting, path: str) -> None:
     """Validation accuracy against epochs: one colour per method, one line style per attack."""
     import matplotlib
 
@@ -161,19 +173,19 @@ def plot(found: Dict[str, Dict[str, List]], eps: float, path: str, eps_ramp_epoc
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(f"accuracy on {VALIDATION_EXAMPLES} held-out images (%)")
     ax.set_ylim(-2, 102)
-    ramp = f"\ntraining ε ramped from 0 over the first {eps_ramp_epochs:g} epochs" if eps_ramp_epochs else ""
-    ax.set_title(f"Fashion-MNIST CNN-6, single-step adversarial training at ε = {eps:g}{ramp}", fontsize=10)
+    ramp = (f"\ntraining ε ramped from 0 over the first {setting.eps_ramp_epochs:g} epochs"
+            if setting.eps_ramp_epochs else "")
+    ax.set_title(f"Fashion-MNIST CNN-6, single-step adversarial training at ε = {setting.eps:g}{ramp}", fontsize=10)
     save_figure(fig, ax, path)
 
 
-def output_name(eps: float, epochs: int, train_examples: int, eps_ramp_epochs: float = 0.0,
-                methods: Sequence[str] = DEFAULT_METHODS) -> str:
+def output_name(setting: Setting, methods: Sequence[str] = DEFAULT_METHODS) -> str:
     """The default report name of one setting and pair of methods, so that runs at another ε or
     length, or of other methods, never write over the ε 0.3 / 8-epoch fast AT vs N-FGSM report
     (``catastrophic_overfitting_eps0.2_16ep`` for ε 0.2 over 16 epochs,
     ``catastrophic_overfitting_eps0.2_fgsm_nfgsm`` for plain FGSM against N-FGSM)."""
-    return ("catastrophic_overfitting" + (f"_eps{eps:g}" if eps != DEFAULT_EPS else "")
-            + _setting_suffix(epochs, train_examples, eps_ramp_epochs)
+    return ("catastrophic_overfitting" + (f"_eps{setting.eps:g}" if setting.eps != DEFAULT.eps else "")
+            + setting.suffix()
             + ("_" + "_".join(methods) if tuple(methods) != DEFAULT_METHODS else ""))
 
 
@@ -181,9 +193,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", required=True, help="where the runs and logs go (resumable)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"from {', '.join(METHODS)}")
-    parser.add_argument("--eps", type=float, default=DEFAULT_EPS, help="the fixed training and validation ε")
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    parser.add_argument("--train_examples", type=int, default=DEFAULT_TRAIN_EXAMPLES, help="training images per epoch")
+    parser.add_argument("--eps", type=float, default=DEFAULT.eps, help="the fixed training and validation ε")
+    parser.add_argument("--epochs", type=int, default=DEFAULT.epochs)
+    parser.add_argument("--train_examples", type=int, default=DEFAULT.train_examples, help="training images per epoch")
     parser.add_argument("--eps_ramp_epochs", type=float, default=0.0,
                         help="grow the training ε linearly from 0 over this many epochs (0: full ε from the start)")
     parser.add_argument("--stage", choices=("all", "render", "stash"), default="all",
@@ -198,7 +210,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    stem = output_name(args.eps, args.epochs, args.train_examples, args.eps_ramp_epochs, methods)
+    setting = Setting(args.eps, args.epochs, args.train_examples, args.eps_ramp_epochs)
+    stem = output_name(setting, methods)
     args.json = args.json or os.path.join("bench", "results", stem + ".json")
     args.png = args.png or os.path.join("docs", "figures", stem + ".png")
     if args.eps_ramp_epochs < 0:
@@ -208,11 +221,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         return
     if args.stage == "all":
         for method in methods:
-            run_step(train_step(args.root, method, args.eps, args.epochs, args.train_examples, args.eps_ramp_epochs),
-                     args.root, args.dry_run)
+            run_step(train_step(args.root, method, setting), args.root, args.dry_run)
     if args.dry_run:
         return
-    found = curves(args.root, methods, args.eps, args.epochs, args.train_examples, args.eps_ramp_epochs)
+    found = curves(args.root, methods, setting)
     if not found:
         print("no finished epochs yet")
         return
@@ -221,11 +233,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     for method, found_diagnosis in diagnoses.items():
         print(describe(METHODS[method].label, found_diagnosis))
     io_utils.write_json_atomic(args.json, {
-        **common.environment(), "eps": args.eps, "epochs": args.epochs, "train_examples": args.train_examples,
-        "eps_ramp_epochs": args.eps_ramp_epochs,
-        "validation_examples": VALIDATION_EXAMPLES, "recipe": {"variant": RECIPE, **SCHEDULE}, "curves": found,
+        **common.environment(), **dataclasses.asdict(setting), "validation_examples": VALIDATION_EXAMPLES, "recipe": {"variant": RECIPE, **SCHEDULE}, "curves": found,
         "diagnosis": diagnoses, "command": " ".join(sys.argv)})
-    plot(found, args.eps, args.png, args.eps_ramp_epochs)
+    plot(found, setting, args.png)
     print(f"wrote {args.json} and {args.png}")
 
 

@@ -10,8 +10,8 @@ import catastrophic_overfitting as co  # noqa: E402
 
 
 def test_the_methods_differ_only_in_the_method(tmp_path):
-    fast = co.train_step(str(tmp_path), "fastat", 0.3, 8, 20000).args
-    guarded = co.train_step(str(tmp_path), "nfgsm", 0.3, 8, 20000).args
+    fast = co.train_step(str(tmp_path), "fastat", co.Setting(0.3, 8, 20000)).args
+    guarded = co.train_step(str(tmp_path), "nfgsm", co.Setting(0.3, 8, 20000)).args
     differ = sorted(set(fast) ^ set(guarded))
     assert all(a.startswith(("--config=", "--workdir=")) for a in differ), differ
     for expected in ("--config.train.robust_val_examples=1000", "--config.train.num_examples=21000",
@@ -48,13 +48,14 @@ def test_table_has_one_row_per_epoch_and_a_dash_where_a_method_has_not_got_there
 
 def test_each_setting_writes_its_own_report_by_default():
     """A run at another ε or length must not write over the ε 0.3 / 8-epoch report the docs cite."""
-    assert co.output_name(0.3, 8, 20000) == "catastrophic_overfitting"
-    assert co.output_name(0.2, 8, 20000) == "catastrophic_overfitting_eps0.2"
-    assert co.output_name(0.2, 16, 20000) == "catastrophic_overfitting_eps0.2_16ep"
-    assert co.output_name(0.3, 8, 5000) == "catastrophic_overfitting_5000img"
+    assert co.output_name(co.Setting(0.3, 8, 20000)) == "catastrophic_overfitting"
+    assert co.output_name(co.Setting(0.2, 8, 20000)) == "catastrophic_overfitting_eps0.2"
+    assert co.output_name(co.Setting(0.2, 16, 20000)) == "catastrophic_overfitting_eps0.2_16ep"
+    assert co.output_name(co.Setting(0.3, 8, 5000)) == "catastrophic_overfitting_5000img"
     # Other methods at a setting already reported (fast AT against N-FGSM) get their own report.
-    assert co.output_name(0.2, 8, 20000, methods=["fgsm", "nfgsm"]) == "catastrophic_overfitting_eps0.2_fgsm_nfgsm"
-    assert co.output_name(0.2, 8, 20000, methods=["fastat", "nfgsm"]) == "catastrophic_overfitting_eps0.2"
+    at_0_2 = co.Setting(0.2, 8, 20000)
+    assert co.output_name(at_0_2, methods=["fgsm", "nfgsm"]) == "catastrophic_overfitting_eps0.2_fgsm_nfgsm"
+    assert co.output_name(at_0_2, methods=["fastat", "nfgsm"]) == "catastrophic_overfitting_eps0.2"
 
 
 def test_plain_fgsm_is_n_fgsm_without_its_noise(tmp_path):
@@ -63,8 +64,8 @@ def test_plain_fgsm_is_n_fgsm_without_its_noise(tmp_path):
     from pcl_tf import training_setup
     from pcl_tf.configs import fmnist_cnn6
 
-    plain = co.train_step(str(tmp_path), "fgsm", 0.2, 8, 20000).args
-    guarded = co.train_step(str(tmp_path), "nfgsm", 0.2, 8, 20000).args
+    plain = co.train_step(str(tmp_path), "fgsm", co.Setting(0.2, 8, 20000)).args
+    guarded = co.train_step(str(tmp_path), "nfgsm", co.Setting(0.2, 8, 20000)).args
     assert all(a.startswith(("--config=", "--workdir=")) for a in set(plain) ^ set(guarded))
     assert f"--workdir={tmp_path}/fgsm_eps0.2" in plain
     variants = next(a for a in plain if a.startswith("--config=")).split(":", 1)[1]
@@ -75,24 +76,24 @@ def test_plain_fgsm_is_n_fgsm_without_its_noise(tmp_path):
 def test_a_ramped_run_is_its_own_run_and_report(tmp_path):
     """The ε ramp (training ε from 0 to full over the first epochs) is the curriculum to try where a
     fixed ε collapses: its runs and report must not mix with the fixed-ε ones at the same ε."""
-    ramped = co.train_step(str(tmp_path), "fastat", 0.3, 8, 20000, eps_ramp_epochs=3)
-    fixed = co.train_step(str(tmp_path), "fastat", 0.3, 8, 20000)
+    ramped = co.train_step(str(tmp_path), "fastat", co.Setting(0.3, 8, 20000, 3))
+    fixed = co.train_step(str(tmp_path), "fastat", co.Setting(0.3, 8, 20000))
     assert "--config.adv.eps_ramp_epochs=3" in ramped.args
     assert not any("eps_ramp" in a for a in fixed.args)
     assert f"--workdir={tmp_path}/fastat_eps0.3_ramp3" in ramped.args and ramped.done_when != fixed.done_when
     assert "--config.train.robust_val_eps=0.3" in ramped.args  # validated at the full ε throughout
-    assert co.output_name(0.3, 8, 20000, 3) == "catastrophic_overfitting_ramp3"
+    assert co.output_name(co.Setting(0.3, 8, 20000, 3)) == "catastrophic_overfitting_ramp3"
 
 
 def test_runs_of_another_length_or_size_are_their_own_runs(tmp_path):
     """A finished 8-epoch run under --root must not be reported as (or extended into) a 16-epoch one:
     epochs and images per epoch name the run like they name the report; the default setting keeps
     the names its stashed runs have."""
-    default = co.train_step(str(tmp_path), "nfgsm", 0.2, 8, 20000)
-    longer = co.train_step(str(tmp_path), "nfgsm", 0.2, 16, 20000)
-    smaller = co.train_step(str(tmp_path), "nfgsm", 0.2, 8, 5000)
+    default = co.train_step(str(tmp_path), "nfgsm", co.Setting(0.2, 8, 20000))
+    longer = co.train_step(str(tmp_path), "nfgsm", co.Setting(0.2, 16, 20000))
+    smaller = co.train_step(str(tmp_path), "nfgsm", co.Setting(0.2, 8, 5000))
     assert f"--workdir={tmp_path}/nfgsm_eps0.2" in default.args
     assert f"--workdir={tmp_path}/nfgsm_eps0.2_16ep" in longer.args
     assert f"--workdir={tmp_path}/nfgsm_eps0.2_5000img" in smaller.args
     assert len({default.done_when, longer.done_when, smaller.done_when}) == 3
-    assert co.run_name("fastat", 0.3, 16, 5000, 2) == "fastat_eps0.3_16ep_5000img_ramp2"
+    assert co.run_name("fastat", co.Setting(0.3, 16, 5000, 2)) == "fastat_eps0.3_16ep_5000img_ramp2"
