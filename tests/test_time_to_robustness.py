@@ -45,6 +45,26 @@ def test_every_method_trains_at_the_same_eps_with_the_shared_recipe(tmp_path):
         assert ("--config.adv.start=joint" in args) == method.pcl  # softmax methods attack from step 1
 
 
+def test_an_apgd_stopped_method_is_its_twin_validated_by_apgd_ce(tmp_path):
+    """nfgsm_apgd / trades_apgd differ from nfgsm / trades only in the attack robust early stopping
+    ranks epochs by; they reuse the twin's calibration minute and run only when named."""
+    for name, twin in (("nfgsm_apgd", "nfgsm"), ("trades_apgd", "trades")):
+        method, base = ttr.METHODS[name], ttr.METHODS[twin]
+        config = fmnist_cnn6.get_config(f"{method.variants},budget")
+        twin_config = fmnist_cnn6.get_config(f"{base.variants},budget")
+        assert (config.train.robust_val_attack, twin_config.train.robust_val_attack) == ("apgd-ce", "pgd")
+        config.train.robust_val_attack = "pgd"
+        assert config.to_dict() == twin_config.to_dict()
+        assert method.calibration == twin and ttr.calibration_step(str(tmp_path), method).name == f"calibrate_{twin}"
+        assert name not in ttr.DEFAULT_METHODS and ttr.run_name(method, 120, 0.3) == f"{name}_120min_eps0.3"
+        # Its calibration is the twin's: the schedule is planned from that file.
+        os.makedirs(os.path.join(str(tmp_path), "calibrate", twin), exist_ok=True)
+        io_utils.write_json_atomic(os.path.join(str(tmp_path), "calibrate", twin, "metrics.json"),
+                                   {"steps_done": 60, "train_seconds": 60.0})
+        assert ttr.train_step(str(tmp_path), method, 30, 0.1).name == f"train_{name}_30min_eps0.1"
+    assert set(ttr.DEFAULT_METHODS) | {"nfgsm_apgd", "trades_apgd"} == set(ttr.METHODS)
+
+
 def test_a_row_reports_the_kept_epoch_and_full_training_set_passes(tmp_path):
     """The evaluation attacks robust early stopping's kept epoch, and the row says which one it was."""
     method, root = ttr.METHODS["madry"], str(tmp_path)
@@ -99,6 +119,11 @@ def test_the_early_stopping_history_marks_the_kept_point_including_the_budget_en
     assert [(p["epoch"], p["step"], p["budget_end"], p["kept"]) for p in points] == [
         (1, 100, False, False), (2, 200, False, False), (3, 250, True, True)]
     assert "| 3 (budget end) | 250 | 85.0 | 65.0 | 55.0 | kept |" in ttr.history_table("run", points)
+    assert "| FGSM | PGD-10 | kept |" in ttr.history_table("run", points)
+    # A run stopped by APGD-CE says so in its history's header.
+    io_utils.write_json_atomic(os.path.join(workdir, "best_robust", "best_robust.json"),
+                               {"epoch": 3, "step": 250, "unfinished_epoch": True, "attack": "apgd-ce", "attack_steps": 100})
+    assert "| FGSM | APGD-CE-100 | kept |" in ttr.history_table("run", ttr.early_stopping_history(workdir))
     # Kept at an epoch end: that row is marked, not the budget end's.
     io_utils.write_json_atomic(os.path.join(workdir, "best_robust", "best_robust.json"), {"epoch": 2})
     assert [p["kept"] for p in ttr.early_stopping_history(workdir)] == [False, True, False]
