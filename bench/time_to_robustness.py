@@ -5,7 +5,9 @@ random start, step 1.25 ε), PCL + fast AT, N-FGSM (the catastrophic-overfitting
 PCL + TRADES — trains CNN-6 on real Fashion-MNIST for a fixed wall-clock budget
 (``train.time_budget_minutes``, counted over every session of the run, so the job resumes), then
 evaluates the first 1,000 test images with FGSM, PGD-10 and the standard strong suite (APGD-CE,
-APGD-T, Square) and reports the per-sample worst case with its 95 % Wilson interval.
+APGD-T, Square) and reports the per-sample worst case with its 95 % Wilson interval. Two more
+methods run only when named: ``nfgsm_apgd`` and ``trades_apgd``, N-FGSM and TRADES whose robust
+early stopping ranks epochs by APGD-CE instead of PGD-10.
 
 All methods share one recipe (Adam, one-cycle learning rate, gradient clipping at norm 1, batch
 256) so that only the method differs. The one-cycle runs over the time budget itself
@@ -69,8 +71,9 @@ PLANNED_STEPS_OVER_CALIBRATED = 2.5
 EVAL_METHODS = "fgsm,pgd,apgd-ce,apgd-t,square"
 # The shared recipe, configs/common.py's `budget` variant (Adam lr 2e-3 on a one-cycle over the
 # time budget, gradient clipping at norm 1, batch 256): only the method differs between runs.
-# Every run holds out 1,000 training images for robust early stopping (clean, FGSM and PGD-10
-# accuracy after each epoch in its history; the most robust epoch kept in <workdir>/best_robust).
+# Every run holds out 1,000 training images for robust early stopping (clean, FGSM and PGD-10 —
+# APGD-CE for the *_apgd methods — accuracy after each epoch in its history; the most robust epoch
+# kept in <workdir>/best_robust).
 RECIPE = "budget"
 # How the early-stopping histories name the attack a run was stopped by (with its iterations).
 ATTACK_NAMES = {"pgd": "PGD", "apgd-ce": "APGD-CE"}

@@ -58,6 +58,12 @@ def test_each_setting_writes_its_own_report_by_default():
     assert co.output_name(at_0_2, methods=["fastat", "nfgsm"]) == "catastrophic_overfitting_eps0.2"
 
 
+def test_the_methods_are_the_budget_benchmarks_stopped_by_pgd_and_plain_fgsm():
+    """The curves are held-out PGD-10 accuracy: the budget benchmark's APGD-CE-stopped twins, whose
+    histories hold APGD-CE's, are not offered."""
+    assert set(co.METHODS) == set(co.BUDGET_METHODS) - {"nfgsm_apgd", "trades_apgd"} | {"fgsm"}
+
+
 def test_plain_fgsm_is_n_fgsm_without_its_noise(tmp_path):
     """The guard's ablation: plain FGSM training takes N-FGSM's step of ε from the clean image
     (no noise, hence nothing to project), on adversarial images only at the same fixed ε."""
