@@ -63,7 +63,9 @@ def fit(
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     iterator = iter(strategy.experimental_distribute_dataset(dataset.with_options(options)))
     train_step = _compiled_step(model, strategy)
-    callback_list = keras.callbacks.CallbackList(list(callbacks), model=model)
+    # params as Keras' fit sets them: StopAtTimeBudget reads the steps per epoch
+    callback_list = keras.callbacks.CallbackList(list(callbacks), model=model, epochs=epochs, steps=steps_per_epoch,
+                                                 verbose=0)
     model.stop_training = False
     history: Dict[str, List[float]] = {}
     callback_list.on_train_begin()

@@ -161,9 +161,8 @@ def train_and_evaluate(
     callbacks.insert(callbacks.index(step_checkpoint) + 1, stop)
     budget_seconds = 60.0 * config.train.time_budget_minutes
     budget_reached = bool(budget_seconds) and float(state.seconds.numpy()) >= budget_seconds
-    if budget_seconds:
-        callbacks.insert(callbacks.index(step_checkpoint) + 1,
-                         training.StopAtTimeBudget(budget_seconds, step_checkpoint.elapsed))
+    if budget_seconds:  # last: a budget ending on an epoch's last step lets every epoch-end callback run first
+        callbacks.append(training.StopAtTimeBudget(budget_seconds, step_checkpoint.elapsed))
     history: Dict[str, list] = {}
     try:
         with stop.catching_sigint():
@@ -187,9 +186,12 @@ def train_and_evaluate(
     train_seconds = time.time() - start
     previous = workdirs.previous_metrics(workdir)
     budget_end = previous.get("budget_end_validation")
-    if budget_reached and robust_validation is not None and (budget_end or {}).get("step") != int(state.step.numpy()):
+    unfinished_epoch = int(state.step.numpy()) % steps_per_epoch != 0
+    if (budget_reached and unfinished_epoch and robust_validation is not None
+            and (budget_end or {}).get("step") != int(state.step.numpy())):
         # The steps after the last finished epoch (where a time-based schedule anneals the
         # learning rate to 0) are validated too; once per step count, so a rerun does not repeat it.
+        # A budget that ended with an epoch was validated at that epoch's end.
         robust_validation.set_model(model)
         budget_end = robust_validation.validate_unfinished_epoch(
             -(-int(state.step.numpy()) // steps_per_epoch), int(state.step.numpy()))  # the epoch the step is in

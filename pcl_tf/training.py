@@ -465,16 +465,29 @@ class TimeBudgetReached(Exception):
 class StopAtTimeBudget(keras.callbacks.Callback):
     """Ends training at the first step boundary after ``budget_seconds`` of training time, counted
     by ``elapsed`` over every session of the run (a resumed run continues the count): for
-    comparisons at equal compute. Raises :class:`TimeBudgetReached` from the step itself, so a
-    partial epoch is never reported, snapshotted or counted as a finished epoch."""
+    comparisons at equal compute. Mid-epoch it raises :class:`TimeBudgetReached` from the step
+    itself, so a partial epoch is never reported, snapshotted or counted as a finished epoch. When
+    the budget runs out on an epoch's last step, that epoch is finished: every epoch-end callback
+    (checkpoint, snapshot, robust validation, history) runs first, then this one raises, so it must
+    be the last callback. The steps of an epoch come from Keras' ``params["steps"]``."""
 
     def __init__(self, budget_seconds: float, elapsed):
         super().__init__()
         self.budget_seconds, self.elapsed = float(budget_seconds), elapsed
+        self._reached_on_last_step = False
+
+    def _reached(self):
+        return TimeBudgetReached(f"time budget of {self.budget_seconds / 60:g} minutes reached")
 
     def on_train_batch_end(self, batch, logs=None):
         if self.elapsed() >= self.budget_seconds:
-            raise TimeBudgetReached(f"time budget of {self.budget_seconds / 60:g} minutes reached")
+            if batch + 1 < self.params["steps"]:
+                raise self._reached()
+            self._reached_on_last_step = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._reached_on_last_step:
+            raise self._reached()
 
 
 class NonFiniteGuard(keras.callbacks.Callback):

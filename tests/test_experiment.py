@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pcl_tf import early_stopping, experiment, io_utils, training_setup
+from pcl_tf import checkpointing, early_stopping, experiment, io_utils, training_setup
 from pcl_tf import workdir as workdirs
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
@@ -77,13 +77,25 @@ def test_rerun_resumes_instead_of_retraining_and_load_trained_restores(tmp_path)
     assert float(model.pc_active) == 1.0  # warm-up (1 epoch) is over, carried by the checkpoint
 
 
-def test_time_budget_stops_at_a_step_boundary_and_a_rerun_trains_no_further(tmp_path, monkeypatch):
+STEPS_PER_EPOCH = 2  # the smoke config: 96 examples less 32 held out for validation, batch 32
+
+
+@pytest.mark.parametrize("budget_steps", [2 * STEPS_PER_EPOCH + 1, 2 * STEPS_PER_EPOCH], ids=["mid_epoch", "epoch_end"])
+def test_time_budget_stops_at_a_step_boundary_and_a_rerun_trains_no_further(tmp_path, monkeypatch, budget_steps):
     """train.time_budget_minutes: equal-compute comparisons. The run stops mid-schedule, keeps a
-    checkpoint of the step it reached, reports it, and counts only finished epochs as epochs.
+    checkpoint of the step it reached, reports it, and counts only finished epochs as epochs. A
+    budget that runs out on an epoch's last step finishes that epoch (its validation and history
+    entry included); one that runs out mid-epoch validates the unfinished epoch once.
     With the one_cycle_time schedule the lr follows the training time, not the planned steps: the
-    epoch-1 snapshot's lr is the one-cycle value at its share of the budget."""
+    epoch-1 snapshot's lr is the one-cycle value at its share of the budget.
+
+    Test double: the training clock is the step count (one second per step), so where the budget
+    ends does not depend on this machine's speed (it did: a real clock made the test flaky)."""
+    monkeypatch.setattr(checkpointing.StepCheckpoint, "elapsed",
+                        lambda self: float(self.model.optimizer.iterations.numpy()))
+    budget_seconds = float(budget_steps)
     config = load_config(os.path.join(CONFIG_DIR, "fmnist_cnn6.py"), "smoke")
-    config.train.epochs, config.train.time_budget_minutes = 200, 0.1  # 6 s of a schedule of minutes
+    config.train.epochs, config.train.time_budget_minutes = 200, budget_seconds / 60
     config.train.lr_schedule, config.train.snapshot_epochs = "one_cycle_time", (1,)
     config.train.num_examples, config.train.robust_val_examples = 96, 32
     workdir = str(tmp_path / "run")
@@ -98,31 +110,39 @@ def test_time_budget_stops_at_a_step_boundary_and_a_rerun_trains_no_further(tmp_
     with tfds.testing.mock_data(num_examples=128):
         first = experiment.train_and_evaluate(config, workdir, verbose=0)
         again = experiment.train_and_evaluate(config, workdir, verbose=0)
-    total = config.train.epochs * first["steps_per_epoch"]
-    assert first["stopped_by_time_budget"] and 0 < first["steps_done"] < total
-    assert first["train_seconds"] >= 6
+    assert first["steps_per_epoch"] == STEPS_PER_EPOCH
+    assert first["stopped_by_time_budget"] and first["steps_done"] == budget_steps
+    assert first["train_seconds"] == budget_seconds
     assert (again["stopped_by_time_budget"], again["steps_done"]) == (True, first["steps_done"])
-    finished_epochs = first["steps_done"] // first["steps_per_epoch"]
-    assert first["history"].get("epoch", []) == list(range(1, finished_epochs + 1))
-    # The steps after the last finished epoch are robust-validated once (not again by the rerun),
-    # and the kept copy is the most robust of every epoch end and the budget's end.
-    end = first["budget_end_validation"]
-    assert unfinished_validations == [first["steps_done"]] and again["budget_end_validation"] == end
-    assert (end["step"], end["epoch"]) == (first["steps_done"], -(-first["steps_done"] // first["steps_per_epoch"]))
+    finished_epochs = budget_steps // STEPS_PER_EPOCH
+    assert first["history"]["epoch"] == list(range(1, finished_epochs + 1))
+    assert again["history"] == first["history"]
+    robust = first["history"]["val_robust_accuracy"]
+    epochs = first["history"]["epoch"]
     best = io_utils.read_json(os.path.join(workdir, "best_robust", "best_robust.json"))
-    robust = first["history"].get("val_robust_accuracy", []) + [end["val_robust_accuracy"]]
+    if budget_steps % STEPS_PER_EPOCH:
+        # The steps after the last finished epoch are robust-validated once (not again by the rerun),
+        # and the kept copy is the most robust of every epoch end and the budget's end.
+        end = first["budget_end_validation"]
+        assert unfinished_validations == [budget_steps] and again["budget_end_validation"] == end
+        assert (end["step"], end["epoch"]) == (budget_steps, finished_epochs + 1)
+        robust, epochs = robust + [end["val_robust_accuracy"]], epochs + [end["epoch"]]
+        assert end["kept"] == (best.get("step") == budget_steps) == best.get("unfinished_epoch", False)
+    else:  # the last epoch's own validation covers the budget's end
+        assert unfinished_validations == [] and "budget_end_validation" not in first
+        assert not best.get("unfinished_epoch", False)
     assert best["val_robust_accuracy"] == max(robust)
-    assert end["kept"] == (best.get("step") == first["steps_done"]) == best.get("unfinished_epoch", False)
     # TensorBoard's validation curves carry it too: each epoch end, then the budget's end, once.
     curve = _scalars(os.path.join(workdir, "tensorboard", "validation"), "epoch_robust_accuracy")
-    epochs = first["history"].get("epoch", []) + [end["epoch"]]
     assert curve == sorted((e - 1, pytest.approx(r)) for e, r in zip(epochs, robust))
     snapshot = io_utils.read_json(os.path.join(workdir, "snapshots", "epoch_001", "metrics.json"))
-    share = snapshot["train_seconds"] / 6.0  # rounded to 0.1 s: the tolerance below
+    share = snapshot["train_seconds"] / budget_seconds
+    assert share == pytest.approx(STEPS_PER_EPOCH / budget_steps)
     expected = config.train.lr * min(share / 0.4, (1 - share) / 0.6)
-    assert 0 < share < 1 and snapshot["learning_rate"] == pytest.approx(max(expected, 0.0), abs=0.03 * config.train.lr)
+    assert snapshot["learning_rate"] == pytest.approx(max(expected, 0.0), abs=0.03 * config.train.lr)
     # The step-planned one-cycle over 200 epochs would still be near its start after one epoch.
-    assert snapshot["learning_rate"] > 2 * config.train.lr * (first["steps_per_epoch"] / total) / 0.4
+    total = config.train.epochs * STEPS_PER_EPOCH
+    assert snapshot["learning_rate"] > 2 * config.train.lr * (STEPS_PER_EPOCH / total) / 0.4
 
 
 def _scalars(directory, tag):

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from pcl_tf import schedule as lr_schedule
-from pcl_tf import training
+from pcl_tf import custom_loop, training
 
 CLASSES = 3
 
@@ -178,6 +178,29 @@ def test_non_finite_loss_stops_training_naming_step_and_term(tmp_path):
         model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
                   callbacks=[training.NonFiniteGuard(steps_per_epoch=4), checkpoint])
     assert saved == []  # the diverged epoch never reached its checkpoint
+
+
+@pytest.mark.parametrize("loop", ["keras_fit", "custom_loop"])
+@pytest.mark.parametrize("budget_steps, epochs_finished", [(5, 1), (8, 2)], ids=["mid_epoch", "epoch_end"])
+def test_time_budget_never_reports_a_partial_epoch_and_finishes_one_it_ends(loop, budget_steps, epochs_finished):
+    """StopAtTimeBudget (clock = one second per step, a test double for wall time) raises at the step
+    the budget runs out. Mid-epoch, that epoch's end callbacks never run; on an epoch's last step
+    they all run first. Under Keras' fit and pcl_tf's distributed loop (which must pass the steps
+    per epoch to the callbacks as Keras does)."""
+    model = compiled(tiny_network())
+    x = np.random.default_rng(0).normal(size=(16, 2)).astype(np.float32)
+    data = tf.data.Dataset.from_tensor_slices((x, np.arange(16) % CLASSES)).batch(4).repeat()  # 4 steps an epoch
+    ended = []
+    budget = training.StopAtTimeBudget(budget_steps, lambda: float(model.optimizer.iterations.numpy()))
+    callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: ended.append(e + 1)), budget]
+    with pytest.raises(training.TimeBudgetReached, match="time budget"):
+        if loop == "keras_fit":
+            model.fit(data, epochs=10, steps_per_epoch=4, callbacks=callbacks, verbose=0, shuffle=False)
+        else:
+            custom_loop.fit(model, tf.distribute.get_strategy(), data, epochs=10, initial_epoch=0, steps_per_epoch=4,
+                            callbacks=callbacks)
+    assert int(model.optimizer.iterations.numpy()) == budget_steps
+    assert ended == list(range(1, epochs_finished + 1))
 
 
 def test_clip_global_norm_rescales_the_step_and_zero_leaves_it_alone():
