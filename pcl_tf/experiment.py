@@ -186,15 +186,15 @@ def train_and_evaluate(
     train_seconds = time.time() - start
     previous = workdirs.previous_metrics(workdir)
     budget_end = previous.get("budget_end_validation")
-    unfinished_epoch = int(state.step.numpy()) % steps_per_epoch != 0
-    if (budget_reached and unfinished_epoch and robust_validation is not None
-            and (budget_end or {}).get("step") != int(state.step.numpy())):
+    final_step = int(state.step.numpy())
+    if (budget_reached and final_step % steps_per_epoch and robust_validation is not None
+            and (budget_end or {}).get("step") != final_step):
         # The steps after the last finished epoch (where a time-based schedule anneals the
         # learning rate to 0) are validated too; once per step count, so a rerun does not repeat it.
         # A budget that ended with an epoch was validated at that epoch's end.
         robust_validation.set_model(model)
         budget_end = robust_validation.validate_unfinished_epoch(
-            -(-int(state.step.numpy()) // steps_per_epoch), int(state.step.numpy()))  # the epoch the step is in
+            -(-final_step // steps_per_epoch), final_step)  # the epoch the step is in
         logging.info("at the time budget's end (step %d): held-out clean / FGSM / PGD accuracy %.3f / %.3f / %.3f%s",
                      budget_end["step"], budget_end["val_clean_accuracy"], budget_end["val_fgsm_accuracy"],
                      budget_end["val_robust_accuracy"], ", the most robust so far: kept" if budget_end["kept"] else "")
