@@ -3,6 +3,8 @@
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "bench"))
 
 import time_to_robustness as ttr  # noqa: E402
@@ -62,7 +64,23 @@ def test_an_apgd_stopped_method_is_its_twin_validated_by_apgd_ce(tmp_path):
         io_utils.write_json_atomic(os.path.join(str(tmp_path), "calibrate", twin, "metrics.json"),
                                    {"steps_done": 60, "train_seconds": 60.0})
         assert ttr.train_step(str(tmp_path), method, 30, 0.1).name == f"train_{name}_30min_eps0.1"
-    assert set(ttr.DEFAULT_METHODS) | {"nfgsm_apgd", "trades_apgd"} == set(ttr.METHODS)
+    assert set(ttr.DEFAULT_METHODS) | {"nfgsm_apgd", "trades_apgd", "trades5"} == set(ttr.METHODS)
+
+
+def test_trades5_is_trades_with_half_the_inner_steps_travelling_as_far(tmp_path):
+    """trades5 changes only TRADES' inner maximisation: 5 steps of ε/2 instead of 10 of ε/4 (the
+    same 2.5 ε of travel); it calibrates its own (cheaper) step and runs only when named."""
+    method, twin = ttr.METHODS["trades5"], ttr.METHODS["trades"]
+    config = fmnist_cnn6.get_config(f"{method.variants},budget")
+    twin_config = fmnist_cnn6.get_config(f"{twin.variants},budget")
+    assert (config.adv.steps, config.adv.step_size_ratio) == (5, 0.5)
+    assert config.adv.steps * config.adv.step_size_ratio == twin_config.adv.steps * twin_config.adv.step_size_ratio
+    config.adv.steps, config.adv.step_size_ratio = twin_config.adv.steps, twin_config.adv.step_size_ratio
+    assert config.to_dict() == twin_config.to_dict()
+    assert ttr.calibration_step(str(tmp_path), method).name == "calibrate_trades5"
+    assert "trades5" not in ttr.DEFAULT_METHODS
+    with pytest.raises(ValueError, match="after the trades variant"):
+        fmnist_cnn6.get_config("softmax,madry,trades5")
 
 
 def test_a_row_reports_the_kept_epoch_and_full_training_set_passes(tmp_path):
