@@ -203,7 +203,7 @@ def _result_stem(root: str, name: str, eps: float, n: int) -> str:
     return os.path.join(root, "results", f"{name}_at{eps:g}_n{n}")
 
 
-_REPORT_NAME = re.compile(r"^(?P<method>[a-z_]+?)_(?P<minutes>[0-9.]+)min_eps(?P<train_eps>[0-9.]+)"
+_REPORT_NAME = re.compile(r"^(?P<method>[a-z0-9_]+?)_(?P<minutes>[0-9.]+)min_eps(?P<train_eps>[0-9.]+)"
                           r"_at(?P<eps>[0-9.]+)_n(?P<n>[0-9]+)\.json$")
 
 

@@ -202,10 +202,11 @@ def test_the_render_shows_every_finished_evaluation_not_only_this_invocations_me
                  "nfgsm_60min_eps0.1_at0.3_n1000",
                  "fastat_30min_kept_clean10k",            # a side report: not a grid point
                  "trades_120min_eps0.3_at0.3_n1000",      # trained at another ε: shown too
+                 "trades5_120min_eps0.3_at0.3_n1000",     # a digit in the method's name
                  "madry_30min_eps0.1_at0.1_n500"):        # another n
         io_utils.write_json_atomic(os.path.join(root, "results", stem + ".json"), [{}])
     methods, minutes, train_eps_values, eps_values = ttr.evaluated_grid(root, 1000)
-    assert [m.name for m in methods] == ["madry", "nfgsm", "trades", "pcl_trades"]  # the table's order
+    assert [m.name for m in methods] == ["madry", "nfgsm", "trades", "pcl_trades", "trades5"]  # the table's order
     assert (minutes, train_eps_values, eps_values) == ([30.0, 60.0, 120.0], [0.1, 0.3], [0.1, 0.3])
 
 
