@@ -20,8 +20,8 @@ is a comma-separated list applied in order, e.g. ``configs/fmnist_cnn6.py:quick,
   fastat   "fast" adversarial training: one FGSM step of 1.25 ε from a random start (Wong et al.).
   nfgsm    N-FGSM: one step of ε from U(-2ε, 2ε) noise, unprojected (de Jorge et al.).
   trades   TRADES: PGD on KL(clean || adversarial), loss CE(clean) + 6 KL (Zhang et al.).
-  trades5  after trades: its inner PGD cut to 5 steps of ε/2 (the same 2.5 ε of travel) for
-           about 0.6x a TRADES step's cost; what bench/time_to_robustness.py's trades5 measures.
+  trades5  after trades: its inner PGD cut to 5 steps of ε/2 (the same 2.5 ε of travel), about
+           7 forward-backward passes a step against 12; bench/time_to_robustness.py's trades5.
   budget   (last) train for a fixed wall-clock time, train.time_budget_minutes (30 unless set):
            Adam lr 2e-3 on a one-cycle over the budget itself, gradient clipping at norm 1, robust
            early stopping on 1,000 held-out images, PCL's CE warm-up one epoch; the recipe of
@@ -204,8 +204,9 @@ def _trades(c):
 
 def _trades5(c):
     """TRADES with half its inner maximisation: 5 PGD steps of ε/2 on the KL instead of 10 of ε/4,
-    so a step costs about 7 forward-backward passes instead of 12 and a time budget buys ~1.7x the
-    steps. The steps travel as far (2.5 ε); what is given up is the attack's precision."""
+    so a step takes about 7 forward-backward passes instead of 12 and a time budget buys more steps
+    (bench/method_step_cost.py times the two side by side). The steps travel as far (2.5 ε); what
+    is given up is the attack's precision."""
     if c.adv.loss != "trades":
         raise ValueError("the trades5 variant goes after the trades variant (trades,trades5)")
     c.adv.steps = 5
