@@ -50,7 +50,18 @@ def blocking_ancestor(path: str):
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
-    return None if os.path.isdir(parent) and os.access(parent, os.W_OK) else parent
+    return None if os.path.isdir(parent) and os.access(parent, os.W_OK) and _can_create_in(parent) else parent
+
+
+def _can_create_in(directory: str) -> bool:
+    """Whether a directory can really be made in ``directory``. ``os.access`` asks only about
+    permission bits, which root passes everywhere: /proc, /sys or a root-squashed NFS mount say
+    yes and then refuse the mkdir. An empty directory made and removed at once is the honest test."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".pcl_tf-write-probe-", dir=directory))
+    except OSError:
+        return False
+    return True
 
 
 def _umask() -> int:

@@ -42,3 +42,11 @@ def test_blocking_ancestor_names_what_stops_a_path_from_being_created(tmp_path):
     (tmp_path / "file").write_text("x")
     assert io_utils.blocking_ancestor(str(tmp_path / "file" / "run")) == str(tmp_path / "file")
     assert io_utils.blocking_ancestor(str(tmp_path / "new" / "deeper" / "run")) is None
+    assert os.listdir(tmp_path) == ["file"]  # the probe leaves nothing behind
+
+
+def test_blocking_ancestor_is_not_fooled_by_permission_bits_root_passes():
+    """As root ``os.access('/proc', W_OK)`` is true, yet nothing can be made there."""
+    from pcl_tf import io_utils
+
+    assert io_utils.blocking_ancestor("/proc/no-such-process/report.json") == "/proc"
