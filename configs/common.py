@@ -205,8 +205,9 @@ def _trades(c):
 def _trades5(c):
     """TRADES with half its inner maximisation: 5 PGD steps of ε/2 on the KL instead of 10 of ε/4,
     so a step takes about 7 forward-backward passes instead of 12 and a time budget buys more steps
-    (bench/method_step_cost.py times the two side by side). The steps travel as far (2.5 ε); what
-    is given up is the attack's precision."""
+    (bench/method_step_cost.py timed the two side by side: 0.63 of the time, 1.6 steps for one). The
+    steps travel as far (2.5 ε); what is given up is the attack's precision, and at ε = 0.3 that cost
+    more worst-case robustness than the extra steps bought (docs/time_to_robustness.md)."""
     if c.adv.loss != "trades":
         raise ValueError("the trades5 variant goes after the trades variant (trades,trades5)")
     c.adv.steps = 5
