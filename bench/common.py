@@ -1,4 +1,5 @@
-"""What the benchmarks share: the CNN-6 they attack, and the record of where they ran."""
+"""What the benchmarks share: the CNN-6 they attack, the batches they time training on, and the
+record of where they ran."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 import keras
 import tensorflow as tf
 
-from pcl_tf import catalogue, models
+from pcl_tf import catalogue, data, models
 from pcl_tf import workdir as workdirs
 
 
@@ -22,6 +23,23 @@ def load_twin(workdir=None):
     info = catalogue.info("fashion_mnist")
     network = models.build_network("cnn6", input_shape=info.image_shape, num_classes=10, mean=info.mean, std=info.std)
     return models.logits_model(network)
+
+
+def timed_batches(steps: int, batch_size: int) -> tf.data.Dataset:
+    """``steps`` real Fashion-MNIST training batches, read once into an in-memory cache here, so that
+    no timed training call pays for reading them.
+
+    tf.data's autotuning is switched off: its thread wakes after 10, 20, 40, ... ms, and a timed
+    ``fit`` sometimes returned only at its next wake-up (a 10-step PCL + fast AT fit timed 20.47 s
+    once against 14.7-15.0 s otherwise; 8.191, 2.047 and 1.023 s per step came out again and again,
+    all 10 ms x (2^n - 1) / 10). Batches already in memory need no tuning."""
+    ds = data.load("fashion_mnist", "train", batch_size=batch_size, drop_remainder=True)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    batches = ds.take(steps).cache().with_options(options)
+    for _ in batches:  # fill the cache (a partly read cache is thrown away, so read it all)
+        pass
+    return batches
 
 
 def environment() -> dict:

@@ -25,7 +25,7 @@ distribute.split_cpu(2)  # before TensorFlow initialises its devices
 import keras  # noqa: E402
 
 import common  # noqa: E402  (bench/common.py)
-from pcl_tf import catalogue, custom_loop, data, io_utils, models, training  # noqa: E402
+from pcl_tf import catalogue, custom_loop, io_utils, models, training  # noqa: E402
 
 
 def pcl_model(info):
@@ -45,9 +45,7 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "distribute_throughput.json"))
     args = parser.parse_args(argv)
     info = catalogue.info("fashion_mnist")
-    batches = data.load("fashion_mnist", "train", batch_size=args.batch_size, drop_remainder=True).take(args.steps).cache()
-    for _ in batches:  # fill the cache outside the timing
-        pass
+    batches = common.timed_batches(args.steps, args.batch_size)
     strategies = {"1 device (fit)": distribute.make_strategy("default"),
                   "2 logical devices (mirrored)": distribute.make_strategy("mirrored")}
     runs = {}

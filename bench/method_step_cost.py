@@ -79,9 +79,9 @@ def main(argv=None):
     # Every model traces its own train function from the same Keras closure, which TensorFlow counts
     # as retracing one function and warns about on each model past the fifth; each traces once.
     tf.get_logger().addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())
-    dataset = train_throughput.batches(args.steps, args.batch_size)
+    dataset = common.timed_batches(args.steps, args.batch_size)
     models = {name: build(name, args.batch_size) for name in names}
-    for model in models.values():  # trace, compile and warm the cache outside the timing
+    for model in models.values():  # trace and compile outside the timing
         model.fit(dataset.take(1), epochs=1, verbose=0, shuffle=False)
     seconds = {name: [] for name in names}
     images = args.steps * args.batch_size

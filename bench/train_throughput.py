@@ -25,23 +25,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import common  # noqa: E402  (bench/common.py)
-from pcl_tf import adversarial, catalogue, data, io_utils, models, training  # noqa: E402
-
-
-def batches(steps: int, batch_size: int):
-    """``steps`` real training batches, cached in memory, for ``fit`` calls that are timed one by one.
-
-    tf.data's autotuning is switched off: its thread wakes after 10, 20, 40, ... ms, and a ``fit``
-    sometimes returned only at its next wake-up (a 10-step PCL + fast AT fit timed 20.47 s once
-    against 14.7-15.0 s otherwise; 8.191, 2.047 and 1.023 s per step came out again and again,
-    all 10 ms x (2^n - 1) / 10). The cached batches need no tuning."""
-    ds = data.load("fashion_mnist", "train", batch_size=batch_size, drop_remainder=True)
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return ds.take(steps).cache().with_options(options)
+from pcl_tf import adversarial, catalogue, io_utils, models, training  # noqa: E402
 
 
 def plain_ce(info):
@@ -86,10 +72,10 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train_throughput.json"))
     args = parser.parse_args(argv)
     info = catalogue.info("fashion_mnist")
-    dataset = batches(args.steps, args.batch_size)
+    dataset = common.timed_batches(args.steps, args.batch_size)
     images = args.steps * args.batch_size
     models_ = {name: PATHS[name](info) for name in args.paths.split(",")}
-    for model in models_.values():  # trace, compile and warm the cache outside the timing
+    for model in models_.values():  # trace and compile outside the timing
         model.fit(dataset.take(2), epochs=1, verbose=0, shuffle=False)
     rates = {name: [] for name in models_}
     for r in range(args.rounds):
