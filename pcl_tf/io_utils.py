@@ -50,7 +50,7 @@ def blocking_ancestor(path: str):
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
-    return None if os.path.isdir(parent) and os.access(parent, os.W_OK) and _can_create_in(parent) else parent
+    return None if os.path.isdir(parent) and _can_create_in(parent) else parent
 
 
 def _can_create_in(directory: str) -> bool:
