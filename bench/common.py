@@ -42,6 +42,14 @@ def timed_batches(steps: int, batch_size: int) -> tf.data.Dataset:
     return batches
 
 
+def fit_seconds(model, batches: tf.data.Dataset) -> float:
+    """Wall-clock seconds of one training pass of ``model`` over ``batches`` (from ``timed_batches``:
+    fixed and in memory, so nothing is shuffled or read while the clock runs)."""
+    start = time.perf_counter()
+    model.fit(batches, epochs=1, verbose=0, shuffle=False)
+    return time.perf_counter() - start
+
+
 def environment() -> dict:
     """Machine, versions and date, stored with every benchmark result."""
     return {

@@ -25,7 +25,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import time_to_robustness as ttr  # noqa: E402  (first: it loads TensorFlow quietly, via experiments/stash.py)
 import common  # noqa: E402  (bench/common.py)
 import stash  # noqa: E402  (experiments/stash.py, on the path time_to_robustness set)
-import train_throughput  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from pcl_tf import checkpointing, io_utils, training_setup  # noqa: E402
@@ -84,10 +83,9 @@ def main(argv=None):
     for model in models.values():  # trace and compile outside the timing
         model.fit(dataset.take(1), epochs=1, verbose=0, shuffle=False)
     seconds = {name: [] for name in names}
-    images = args.steps * args.batch_size
     for r in range(args.rounds):
         for name, model in models.items():
-            seconds[name].append(images / train_throughput.images_per_second(model, dataset, images) / args.steps)
+            seconds[name].append(common.fit_seconds(model, dataset) / args.steps)
             print(f"round {r + 1}/{args.rounds} {name:>12}: {seconds[name][-1]:6.3f} s/step", flush=True)
     median = {name: statistics.median(values) for name, values in seconds.items()}
     cost = {name: median[name] / median[CLEAN] for name in names}

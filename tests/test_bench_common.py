@@ -17,3 +17,18 @@ def test_timed_batches_are_real_cached_and_untuned():
     assert [tuple(x.shape) for x, _ in first] == [(8, 28, 28, 1)] * 3
     for (x1, y1), (x2, y2) in zip(first, second):  # every pass replays the same images
         assert (x1.numpy() == x2.numpy()).all() and (y1.numpy() == y2.numpy()).all()
+
+
+def test_fit_seconds_times_one_real_training_pass():
+    """fit_seconds trains once over the batches (the weights move) and returns the time it took."""
+    import keras
+    import numpy as np
+
+    batches = common.timed_batches(steps=2, batch_size=8)
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = [w.copy() for w in model.get_weights()]
+    seconds = common.fit_seconds(model, batches)
+    assert seconds > 0
+    assert any(not np.array_equal(b, a) for b, a in zip(before, model.get_weights()))
