@@ -315,6 +315,14 @@ def shipped_runs(root: str, models_dir: str) -> List[str]:
             if os.path.isdir(os.path.join(models_dir, shipped_name(name)))]
 
 
+def finished_runs(root: str) -> List[str]:
+    """The runs under ``root`` whose training finished (metrics.json written), calibrations aside:
+    evaluated from ``best_robust/`` and never trained further, so a stash carries their kept
+    weights without the training checkpoint and its optimizer state."""
+    return [name for name in (stash.workdirs(root) if os.path.isdir(root) else [])
+            if not name.startswith(os.path.join("calibrate", "")) and os.path.exists(os.path.join(root, name, "metrics.json"))]
+
+
 def ship(root: str, models_dir: str, methods: List[Method], minutes: List[float], train_eps: float,
          eps_values: List[float], n: int) -> List[str]:
     """Ships each run whose evaluations at every ε in ``eps_values`` are finished into
@@ -474,7 +482,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     minutes = [float(m) for m in args.minutes.split(",")]
     eps_values = [float(e) for e in args.eps.split(",")]
     stash.refuse_unwritable(parser, folders={"root": args.root, "models_dir": args.models_dir if args.stage == "ship" else ""}, files={"json": args.json, "png": args.png})
-    if stash.handle(args, parser, without_weights=["calibrate"] + shipped_runs(args.root, args.models_dir)):
+    if stash.handle(args, parser, without_weights=["calibrate"] + shipped_runs(args.root, args.models_dir),
+                    kept_weights_only=finished_runs(args.root)):
         return
     if args.stage == "ship":
         ship(args.root, args.models_dir, methods, minutes, args.train_eps, eps_values, args.num_examples)

@@ -164,3 +164,22 @@ def test_a_folder_or_file_that_cannot_be_written_stops_a_driver_before_it_writes
         assert flag in message and "cannot be written" in message and str(blocker) in message
     assert blocker.read_text() == "keep me"
     assert sorted(os.listdir(tmp_path)) == ["a_file", "root"]
+
+
+def test_a_finished_run_can_travel_with_its_kept_weights_only(tmp_path):
+    """kept_weights_only: best_robust/ whole (the weights an evaluation loads), no training checkpoint;
+    unstashed, the run is finished and its kept point loadable. A run without a loadable kept point
+    keeps its checkpoint."""
+    root, dest, again = str(tmp_path / "root"), str(tmp_path / "stash"), str(tmp_path / "again")
+    _run(root, "trades_60min")
+    _run(root, "no_kept_point")
+    _write(os.path.join(root, "trades_60min", "best_robust", "checkpoints", "checkpoint"), 'model_checkpoint_path: "ckpt-1"\n')
+    assert stash.stash(root, dest, kept_weights_only=["trades_60min", "no_kept_point"]) == ["no_kept_point", "trades_60min"]
+    run = os.path.join(dest, "trades_60min")
+    assert sorted(os.listdir(run)) == ["best_robust", "config.json", "history.json", "metrics.json"]
+    assert sorted(os.listdir(os.path.join(run, "best_robust", "checkpoints"))) == ["checkpoint", "ckpt-1.index"]
+    assert "checkpoints" in os.listdir(os.path.join(dest, "no_kept_point"))
+
+    assert "trades_60min" in stash.unstash(again, dest)
+    assert os.path.exists(os.path.join(again, "trades_60min", "metrics.json"))
+    assert os.path.exists(os.path.join(again, "trades_60min", "best_robust", "checkpoints", "ckpt-1.index"))

@@ -219,3 +219,16 @@ def test_a_shipped_run_is_stashed_without_weights(tmp_path):
     os.makedirs(os.path.join(models, ttr.shipped_name("fastat_30min_eps0.1")))
     assert ttr.shipped_runs(root, models) == ["fastat_30min_eps0.1"]
     assert ttr.shipped_runs(str(tmp_path / "no_root"), models) == []
+
+
+def test_a_finished_run_is_stashed_with_its_kept_weights_only(tmp_path):
+    """A run whose training finished (metrics.json written) is only evaluated from best_robust/
+    again: the stash drops its training checkpoint; a run still training, and the calibrations, do not count."""
+    root = str(tmp_path / "root")
+    for name, finished in (("trades_60min_eps0.1", True), ("madry_60min_eps0.1", False),
+                           (os.path.join("calibrate", "madry"), True)):
+        io_utils.write_json_atomic(os.path.join(root, name, "config.json"), {})
+        if finished:
+            io_utils.write_json_atomic(os.path.join(root, name, "metrics.json"), {})
+    assert ttr.finished_runs(root) == ["trades_60min_eps0.1"]
+    assert ttr.finished_runs(str(tmp_path / "no_root")) == []
