@@ -39,6 +39,10 @@ RESULT_EXTENSIONS = (".json", ".md", ".png")
 SKIPPED_DIRS = ("logs", "tensorboard", "checkpoints", "snapshots", "best_robust")
 # A killed evaluation's journal: <report stem>.partial/<hash>.npz, beside where its report will be.
 JOURNAL_DIR_SUFFIX, JOURNAL_EXTENSION = ".partial", ".npz"
+# How much of a run's weights its stashed copy carries: everything a resumed training needs (the newest
+# checkpoint with its optimizer state, snapshots, the kept point), the kept point's weights alone (a
+# finished run, evaluated from best_robust/), or none (its records only).
+TRAINING_STATE, KEPT_POINT_ONLY, RECORDS_ONLY = "training state", "the kept point's weights only", "without weights"
 
 
 def workdirs(root: str) -> List[str]:
@@ -91,15 +95,17 @@ def _copy_file(source: str, target: str) -> None:
     os.replace(target + ".partial", target)
 
 
-def _copy_run(source: str, target: str, newest: Optional[str], training_checkpoint: bool = True) -> None:
-    """One work dir's resumable state (without weights when ``newest`` is None; without the
-    training checkpoint ``newest`` but with the loadable copies when ``training_checkpoint`` is
-    False), written beside ``target`` and renamed over it."""
+def _copy_run(source: str, target: str, newest: str, weights: str) -> None:
+    """One work dir's records and, as ``weights`` says (:data:`TRAINING_STATE`, :data:`KEPT_POINT_ONLY`,
+    :data:`RECORDS_ONLY`), its weights (``newest``: its newest checkpoint), written beside ``target``
+    and renamed over it."""
+    if weights not in (TRAINING_STATE, KEPT_POINT_ONLY, RECORDS_ONLY):
+        raise ValueError(f"unknown weights {weights!r}")
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="." + os.path.basename(target) + ".", dir=parent)
     try:
-        if newest is not None and training_checkpoint:
+        if weights == TRAINING_STATE:
             os.makedirs(os.path.join(scratch, "checkpoints"))
             for name in os.listdir(os.path.join(source, "checkpoints")):
                 if name.startswith(newest + "."):
@@ -111,12 +117,13 @@ def _copy_run(source: str, target: str, newest: Optional[str], training_checkpoi
         for name in RUN_FILES:
             if os.path.exists(os.path.join(source, name)):
                 shutil.copyfile(os.path.join(source, name), os.path.join(scratch, name))
-        for folder in ("snapshots", "best_robust") if training_checkpoint else ("best_robust",):  # loadable work dirs
-            if newest is not None and os.path.isdir(os.path.join(source, folder)):
+        loadable = {TRAINING_STATE: ("snapshots", "best_robust"), KEPT_POINT_ONLY: ("best_robust",), RECORDS_ONLY: ()}
+        for folder in loadable[weights]:
+            if os.path.isdir(os.path.join(source, folder)):
                 shutil.copytree(os.path.join(source, folder), os.path.join(scratch, folder),
                                 ignore=shutil.ignore_patterns(".*"))
         kept = os.path.join(source, "best_robust")
-        if newest is None and os.path.isdir(kept):
+        if weights == RECORDS_ONLY and os.path.isdir(kept):
             # Without weights, the kept point's record still travels: the drivers' tables read it.
             os.makedirs(os.path.join(scratch, "best_robust"))
             for name in os.listdir(kept):
@@ -151,12 +158,16 @@ def stash(root: str, destination: str, runs: Optional[Iterable[str]] = None,
         newest = checkpointing.newest_checkpoint_name(os.path.join(source, "checkpoints"))
         if newest is None:
             continue
-        weightless = run in without_weights or run.startswith(light)
-        kept_only = (not weightless and run in kept_weights_only
-                     and checkpointing.newest_checkpoint_name(os.path.join(source, "best_robust", "checkpoints")) is not None)
-        _copy_run(source, os.path.join(destination, run), None if weightless else newest, training_checkpoint=not kept_only)
-        weights = "without weights" if weightless else "the kept point's weights only" if kept_only else newest
-        print(f"[stashed] {run}: {weights} -> {os.path.join(destination, run)}", flush=True)
+        if run in without_weights or run.startswith(light):
+            weights = RECORDS_ONLY
+        elif run in kept_weights_only and checkpointing.newest_checkpoint_name(
+                os.path.join(source, "best_robust", "checkpoints")) is not None:
+            weights = KEPT_POINT_ONLY
+        else:
+            weights = TRAINING_STATE
+        _copy_run(source, os.path.join(destination, run), newest, weights)
+        print(f"[stashed] {run}: {newest if weights == TRAINING_STATE else weights} -> {os.path.join(destination, run)}",
+              flush=True)
         stashed.append(run)
     for path in _results(root, workdirs(root), results_under):
         _copy_file(os.path.join(root, path), os.path.join(destination, path))
