@@ -147,8 +147,9 @@ def stash(root: str, destination: str, runs: Optional[Iterable[str]] = None,
     repository small. Runs in ``kept_weights_only`` (finished runs that are evaluated from their
     ``best_robust/`` copy and never trained further) keep that copy's weights but not the training
     checkpoint with its optimizer state (3.5 MB rather than 14 for a CNN-6 run); a run without a
-    loadable ``best_robust/`` keeps its checkpoint. Each run's copy replaces the previous one
-    atomically. Returns the runs stashed (a run without a checkpoint yet is left out)."""
+    loadable ``best_robust/`` keeps its checkpoint, and one with no training checkpoint (seeded from
+    such a stash) its kept point's. Each run's copy replaces the previous one atomically. Returns the
+    runs stashed (a run with no weights at all is left out: not started, or seeded without them)."""
     runs = workdirs(root) if runs is None else list(runs)
     without_weights = list(without_weights)
     light = tuple(os.path.join(w, "") for w in without_weights)
@@ -156,12 +157,13 @@ def stash(root: str, destination: str, runs: Optional[Iterable[str]] = None,
     for run in runs:
         source = os.path.join(root, run)
         newest = checkpointing.newest_checkpoint_name(os.path.join(source, "checkpoints"))
-        if newest is None:
-            continue
+        kept_point = checkpointing.newest_checkpoint_name(os.path.join(source, "best_robust", "checkpoints"))
+        if newest is None and kept_point is None:
+            continue  # not started, or seeded from a stash that held its records alone
         if run in without_weights or run.startswith(light):
             weights = RECORDS_ONLY
-        elif run in kept_weights_only and checkpointing.newest_checkpoint_name(
-                os.path.join(source, "best_robust", "checkpoints")) is not None:
+        elif kept_point is not None and (run in kept_weights_only or newest is None):
+            # (a run seeded from a kept-point-only stash has those weights and no others)
             weights = KEPT_POINT_ONLY
         else:
             weights = TRAINING_STATE

@@ -183,3 +183,26 @@ def test_a_finished_run_can_travel_with_its_kept_weights_only(tmp_path):
     assert "trades_60min" in stash.unstash(again, dest)
     assert os.path.exists(os.path.join(again, "trades_60min", "metrics.json"))
     assert os.path.exists(os.path.join(again, "trades_60min", "best_robust", "checkpoints", "ckpt-1.index"))
+
+
+def test_a_run_seeded_with_its_kept_weights_only_is_stashed_again_and_slimmed_once_shipped(tmp_path):
+    """A finished run that came back from a kept-point-only stash has no training checkpoint: a later
+    stash keeps its kept point's weights, and drops them once the run is listed without weights
+    (shipped elsewhere); a run seeded with its records alone is left as it is."""
+    root, dest, again = str(tmp_path / "root"), str(tmp_path / "stash"), str(tmp_path / "again")
+    _run(root, "madry_60min")
+    _write(os.path.join(root, "madry_60min", "best_robust", "checkpoints", "checkpoint"), 'model_checkpoint_path: "ckpt-1"\n')
+    _run(root, "shipped_before")
+    stash.stash(root, dest, kept_weights_only=["madry_60min"], without_weights=["shipped_before"])
+    stash.unstash(again, dest)
+    assert not os.path.exists(os.path.join(again, "madry_60min", "checkpoints"))
+
+    second = str(tmp_path / "second")
+    assert stash.stash(again, second) == ["madry_60min"]
+    kept = os.path.join(second, "madry_60min", "best_robust", "checkpoints")
+    assert sorted(os.listdir(kept)) == ["checkpoint", "ckpt-1.index"]
+
+    assert stash.stash(again, second, without_weights=["madry_60min"]) == ["madry_60min"]
+    run = os.path.join(second, "madry_60min")
+    assert sorted(os.listdir(os.path.join(run, "best_robust"))) == ["best_robust.json", "config.json"]  # records
+    assert sorted(os.listdir(run)) == ["best_robust", "config.json", "history.json", "metrics.json"]
