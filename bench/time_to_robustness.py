@@ -51,7 +51,7 @@ import stash  # noqa: E402  (experiments/stash.py; imports TensorFlow quietly, s
 import common  # noqa: E402  (bench/common.py)
 from reproduce_fmnist import Step, run_step  # noqa: E402
 
-from pcl_tf import history, io_utils, report  # noqa: E402
+from pcl_tf import checkpointing, history, io_utils, report  # noqa: E402
 from pcl_tf import workdir as workdirs  # noqa: E402
 from pcl_tf.configs import common as config_common  # noqa: E402
 from pcl_tf.early_stopping import ATTACK_STEPS, BEST_FILE  # noqa: E402
@@ -187,16 +187,27 @@ def train_step(root: str, method: Method, minutes: float, train_eps: float) -> O
                 os.path.join(root, name, "metrics.json"))
 
 
-def evaluate_step(root: str, method: Method, minutes: float, train_eps: float, eps: float, n: int) -> Step:
+def evaluate_step(root: str, method: Method, minutes: float, train_eps: float, eps: float, n: int,
+                  models_dir: str) -> Step:
     """The strong suite on the run's most robust epoch on held-out data (robust early stopping's
-    ``best_robust/``, which is the last epoch when robustness never fell)."""
+    ``best_robust/``, which is the last epoch when robustness never fell). A shipped run whose kept
+    weights came back from a stash without them (:func:`shipped_runs`) is attacked in its slim copy
+    in ``models_dir``, the same weights (pcl-attack never writes into a model)."""
     name = run_name(method, minutes, train_eps)
     workdir = os.path.join(root, name)
+    kept = os.path.join(workdir, workdirs.BEST_ROBUST_DIR)
+    shipped = os.path.join(models_dir, shipped_name(name))
+    if not _has_checkpoint(kept) and _has_checkpoint(shipped):
+        kept = shipped
     out = _result_stem(root, name, eps, n)
     return Step(f"evaluate_{name}_at{eps:g}",
-                ["pcl_tf.cli.attack", f"--workdir={os.path.join(workdir, workdirs.BEST_ROBUST_DIR)}", f"--method={EVAL_METHODS}", f"--eps={eps:g}",
+                ["pcl_tf.cli.attack", f"--workdir={kept}", f"--method={EVAL_METHODS}", f"--eps={eps:g}",
                  f"--num_examples={n}", f"--output={out}", "--noprogress"],
                 out + ".json", needs=os.path.join(workdir, "metrics.json"))
+
+
+def _has_checkpoint(workdir: str) -> bool:
+    return checkpointing.newest_checkpoint_name(os.path.join(workdir, "checkpoints")) is not None
 
 
 def _result_stem(root: str, name: str, eps: float, n: int) -> str:
@@ -309,8 +320,8 @@ def shipped_name(name: str) -> str:
 
 def shipped_runs(root: str, models_dir: str) -> List[str]:
     """The runs under ``root`` already shipped into ``models_dir``: finished and evaluated, their kept
-    weights in the slim copy, so a stash carries their records without weights (14 MB a run less).
-    To evaluate one again after an unstash, copy its slim copy's checkpoints into ``best_robust/``."""
+    weights in the slim copy, so a stash carries their records without weights (14 MB a run less);
+    a later evaluation (another ε) attacks the slim copy (:func:`evaluate_step`)."""
     return [name for name in (stash.workdirs(root) if os.path.isdir(root) else [])
             if os.path.isdir(os.path.join(models_dir, shipped_name(name)))]
 
@@ -469,7 +480,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--stage", choices=("all", "calibrate", "train", "evaluate", "render", "stash", "ship"),
                         default="all", help="stash: copy the runs' resumable state and the results into --stash; "
                                             "ship: slim copies of the evaluated runs' kept points into --models_dir")
-    parser.add_argument("--models_dir", default="models", help="where --stage=ship puts the slim copies")
+    parser.add_argument("--models_dir", default="models",
+                        help="where --stage=ship puts the slim copies (and where a shipped run's weights are read from)")
     stash.add_flag(parser)
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     parser.add_argument("--json", default="bench/results/time_to_robustness.json")
@@ -504,8 +516,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         for budget in minutes:
             for method in methods:
                 for eps in eps_values:
-                    run_step(evaluate_step(args.root, method, budget, args.train_eps, eps, args.num_examples), args.root,
-                             args.dry_run)
+                    run_step(evaluate_step(args.root, method, budget, args.train_eps, eps, args.num_examples,
+                                           args.models_dir), args.root, args.dry_run)
     if args.dry_run:
         return
     shown_methods, shown_minutes, shown_train_eps, shown_eps = evaluated_grid(args.root, args.num_examples)

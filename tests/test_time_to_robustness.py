@@ -87,7 +87,7 @@ def test_a_row_reports_the_kept_epoch_and_full_training_set_passes(tmp_path):
     """The evaluation attacks robust early stopping's kept epoch, and the row says which one it was."""
     method, root = ttr.METHODS["madry"], str(tmp_path)
     name = ttr.run_name(method, 30, 0.1)
-    step = ttr.evaluate_step(root, method, 30, 0.1, 0.1, 1000)
+    step = ttr.evaluate_step(root, method, 30, 0.1, 0.1, 1000, models_dir=os.path.join(root, "models"))
     assert f"--workdir={os.path.join(root, name, 'best_robust')}" in step.args
     assert "--method=fgsm,pgd,apgd-ce,apgd-t,square" in step.args
     # No report yet: no row.
@@ -232,3 +232,25 @@ def test_a_finished_run_is_stashed_with_its_kept_weights_only(tmp_path):
             io_utils.write_json_atomic(os.path.join(root, name, "metrics.json"), {})
     assert ttr.finished_runs(root) == ["trades_60min_eps0.1"]
     assert ttr.finished_runs(str(tmp_path / "no_root")) == []
+
+
+def test_a_shipped_run_stashed_without_weights_is_evaluated_from_its_slim_copy(tmp_path):
+    """Its records came back from the stash, its kept weights live in models/: a new ε attacks those."""
+    method, root, models = ttr.METHODS["fastat"], str(tmp_path / "root"), str(tmp_path / "models")
+    name = ttr.run_name(method, 60, 0.1)
+    os.makedirs(os.path.join(root, name, "best_robust"))
+    shipped = os.path.join(models, ttr.shipped_name(name))
+    step = ttr.evaluate_step(root, method, 60, 0.1, 0.3, 1000, models_dir=models)
+    assert f"--workdir={os.path.join(root, name, 'best_robust')}" in step.args  # not shipped: its own (pcl-attack says why not)
+    os.makedirs(os.path.join(shipped, "checkpoints"))
+    with open(os.path.join(shipped, "checkpoints", "checkpoint"), "w", encoding="utf-8") as f:
+        f.write('model_checkpoint_path: "ckpt-13"\n')
+    step = ttr.evaluate_step(root, method, 60, 0.1, 0.3, 1000, models_dir=models)
+    assert f"--workdir={shipped}" in step.args
+    assert f"--output={os.path.join(root, 'results', name + '_at0.3_n1000')}" in step.args
+    # The run's own kept weights, when present, come first.
+    os.makedirs(os.path.join(root, name, "best_robust", "checkpoints"))
+    with open(os.path.join(root, name, "best_robust", "checkpoints", "checkpoint"), "w", encoding="utf-8") as f:
+        f.write('model_checkpoint_path: "ckpt-13"\n')
+    step = ttr.evaluate_step(root, method, 60, 0.1, 0.3, 1000, models_dir=models)
+    assert f"--workdir={os.path.join(root, name, 'best_robust')}" in step.args
