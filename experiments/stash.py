@@ -95,10 +95,10 @@ def _copy_file(source: str, target: str) -> None:
     os.replace(target + ".partial", target)
 
 
-def _copy_run(source: str, target: str, newest: str, weights: str) -> None:
+def _copy_run(source: str, target: str, newest: Optional[str], weights: str) -> None:
     """One work dir's records and, as ``weights`` says (:data:`TRAINING_STATE`, :data:`KEPT_POINT_ONLY`,
-    :data:`RECORDS_ONLY`), its weights (``newest``: its newest checkpoint), written beside ``target``
-    and renamed over it."""
+    :data:`RECORDS_ONLY`), its weights (``newest``: its newest training checkpoint, which only
+    :data:`TRAINING_STATE` copies), written beside ``target`` and renamed over it."""
     if weights not in (TRAINING_STATE, KEPT_POINT_ONLY, RECORDS_ONLY):
         raise ValueError(f"unknown weights {weights!r}")
     parent = os.path.dirname(target)
